@@ -1,0 +1,2 @@
+/* placeholder: not written yet */
+typedef int wk__placeholder_t;

@@ -1,0 +1,3 @@
+/* placeholder: not written yet */
+typedef int wk__placeholder_t;
+int main(void){return 0;}
