@@ -1,2 +1,10 @@
-/* placeholder: not written yet */
-typedef int wk__placeholder_t;
+/* stub.c — the CUDA backend entry point in builds without nvcc. */
+#include "worker/backend.h"
+
+wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx, int device,
+                                 struct wk_backend **out, char *err, size_t err_len) {
+    (void)m; (void)n_ctx; (void)device;
+    *out = NULL;
+    return wk_errf(err, err_len, WK_STATUS_UNAVAILABLE,
+                   "%s: this worker was built without CUDA (meson -Dcuda=disabled)", __func__);
+}
