@@ -101,7 +101,8 @@ struct gguf_tensor_info {
 };
 
 struct gguf_file {
-    int fd;               /* -1 when parsed from memory */
+    int fd;               /* always -1 once open: the descriptor is closed as soon as
+                           * the file is mapped (a zeroed struct must never close fd 0) */
     void *map;            /* mmap of the whole file, or NULL */
     const uint8_t *base;  /* start of the bytes (map, or the caller's buffer) */
     size_t size;          /* bytes in the file */
@@ -152,6 +153,18 @@ bool gguf_arr_i64(const struct gguf_value *arr, uint64_t i, int64_t *out);
 bool gguf_str_eq(struct gguf_str s, const char *c);
 
 const char *gguf_type_name(enum gguf_type t);
+
+/* --- helpers added by the parser (gguf.c) --- */
+
+/* Tensor names are shorter than this (ggml's GGML_MAX_NAME): a name fits a
+ * char[GGUF_MAX_NAME] with its NUL. Longer names are refused. */
+#define GGUF_MAX_NAME 64
+/* Arrays nest at most this deep (an array of arrays is depth 2). */
+#define GGUF_MAX_ARRAY_DEPTH 8
+
+/* Element i of a STRING array (borrowed); false when out of range or not a
+ * string array. */
+bool gguf_arr_str(const struct gguf_value *arr, uint64_t i, struct gguf_str *out);
 
 #ifdef __cplusplus
 }

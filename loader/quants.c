@@ -1,2 +1,584 @@
-/* placeholder: not written yet */
-typedef int wk__placeholder_t;
+/* quants.c — ggml weight types: the type table, half/bfloat16 conversion,
+ * dequantization of the block formats real GGUF files use, and the fp32 dot
+ * products / matmul tiles of the CPU reference backend.
+ *
+ * Layouts are the ones quants.h sketches (checked against ggml's
+ * ggml-common.h block structs and gguf-py's quants.py). Every weight is
+ * rebuilt with exactly the fp32 operations ggml's dequantize_row_* performs,
+ * in the same order, so dequantization is bit-exact:
+ *   Q4_0/Q5_0/Q8_0  x = d * q            (one rounding)
+ *   Q4_1/Q5_1       x = d * q + m        (two roundings: no fused multiply-add)
+ *   Q4_K/Q5_K       x = (d*sc) * q - (dmin*m)
+ *   Q6_K            x = (d*sc) * q
+ * The compiler must not contract these into FMAs: -std=c11 implies
+ * -ffp-contract=off in gcc, and the dequantizers are never compiled for a
+ * target with FMA (only the dot products are, see WK_DOT_CLONES).
+ *
+ * The dot products dequantize a chunk of the row (at most WK_CHUNK elements,
+ * whole blocks) into a small stack buffer and run an 8-lane multiply-add over
+ * it, so their result equals dequantize-then-dot up to the order of the fp32
+ * additions. The loops are written so gcc auto-vectorizes them; no
+ * intrinsics.
+ */
+#include "loader/quants.h"
+
+#include <string.h>
+
+#include "worker/status.h"
+
+/* Helpers of the hot loops are forced inline so that the per-ISA clones of
+ * the dot products (WK_DOT_CLONES) compile them for their own target. */
+#if defined(__GNUC__)
+#define WK_INLINE static inline __attribute__((always_inline))
+#else
+#define WK_INLINE static inline
+#endif
+
+/* --- type table ---------------------------------------------------------- */
+
+/* Every id ggml has defined that is still in use (gguf-py 0.19 constants:
+ * GGML_QUANT_SIZES). Holes (4, 5 = retired Q4_2/Q4_3; 31..33 and 36..38 =
+ * retired repacked Q4_0_x_y / IQ4_NL_x_y layouts) stay NULL. */
+#define WK_TYPE_MAX 42
+static const struct wk_type_info k_types[WK_TYPE_MAX] = {
+    [0] = {"f32", 1, 4, true},
+    [1] = {"f16", 1, 2, true},
+    [2] = {"q4_0", 32, 18, true},
+    [3] = {"q4_1", 32, 20, true},
+    [6] = {"q5_0", 32, 22, true},
+    [7] = {"q5_1", 32, 24, true},
+    [8] = {"q8_0", 32, 34, true},
+    [9] = {"q8_1", 32, 36, false},
+    [10] = {"q2_K", 256, 84, false},
+    [11] = {"q3_K", 256, 110, false},
+    [12] = {"q4_K", 256, 144, true},
+    [13] = {"q5_K", 256, 176, true},
+    [14] = {"q6_K", 256, 210, true},
+    [15] = {"q8_K", 256, 292, false},
+    [16] = {"iq2_xxs", 256, 66, false},
+    [17] = {"iq2_xs", 256, 74, false},
+    [18] = {"iq3_xxs", 256, 98, false},
+    [19] = {"iq1_s", 256, 50, false},
+    [20] = {"iq4_nl", 32, 18, false},
+    [21] = {"iq3_s", 256, 110, false},
+    [22] = {"iq2_s", 256, 82, false},
+    [23] = {"iq4_xs", 256, 136, false},
+    [24] = {"i8", 1, 1, false},
+    [25] = {"i16", 1, 2, false},
+    [26] = {"i32", 1, 4, false},
+    [27] = {"i64", 1, 8, false},
+    [28] = {"f64", 1, 8, false},
+    [29] = {"iq1_m", 256, 56, false},
+    [30] = {"bf16", 1, 2, true},
+    [34] = {"tq1_0", 256, 54, false},
+    [35] = {"tq2_0", 256, 66, false},
+    [39] = {"mxfp4", 32, 17, false},
+    [40] = {"nvfp4", 64, 36, false},
+    [41] = {"q1_0", 128, 18, false},
+};
+
+const struct wk_type_info *wk_type_info(uint32_t type)
+{
+    if (type >= WK_TYPE_MAX || k_types[type].name == NULL)
+        return NULL;
+    return &k_types[type];
+}
+
+size_t wk_row_bytes(uint32_t type, int64_t n)
+{
+    const struct wk_type_info *ti = wk_type_info(type);
+    if (ti == NULL || n < 0)
+        return 0;
+    return (size_t)(n / ti->block_size) * ti->type_size;
+}
+
+/* --- half / bfloat16 ----------------------------------------------------- */
+
+WK_INLINE uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+WK_INLINE float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Branch-free half -> float, exact for every input (inlined into the loops).
+ * Exponent and mantissa shifted into float position read as a float that is
+ * 2^112 too small for normals and subnormals alike (a half subnormal becomes
+ * a float subnormal), so one multiply by 2^112 rescales it exactly. Inf/NaN
+ * (exponent 31) instead get the float all-ones exponent, payload kept. */
+WK_INLINE float half_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t em = (uint32_t)(h & 0x7fffu) << 13;
+    float mag = bits_f32(em) * 0x1p112f;
+    uint32_t mb = (h & 0x7c00u) == 0x7c00u ? (em | 0x7f800000u) : f32_bits(mag);
+    return bits_f32(sign | mb);
+}
+
+float wk_fp16_to_f32(uint16_t h)
+{
+    return half_to_f32(h);
+}
+
+/* Round to nearest, ties to even, in integer arithmetic (independent of the
+ * FPU rounding mode). NaN stays NaN (quiet bit set, top payload bits kept);
+ * overflow gives inf; results below half the smallest subnormal give 0. */
+uint16_t wk_f32_to_fp16(float f)
+{
+    uint32_t x = f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) /* NaN */
+        return (uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu));
+    if (x >= 0x477ff000u) /* >= 65520 = 65504 + half an ulp: inf (tie -> even) */
+        return (uint16_t)(sign | 0x7c00u);
+    if (x >= 0x38800000u) { /* >= 2^-14: normal half */
+        x -= 0x38000000u;   /* rebias exponent 127 -> 15 (112 << 23) */
+        x += 0xfffu + ((x >> 13) & 1u);
+        return (uint16_t)(sign | (x >> 13));
+    }
+    if (x <= 0x33000000u) /* <= 2^-25: rounds to zero (2^-25 is a tie -> 0) */
+        return sign;
+    /* subnormal half: value = M * 2^(e-126-24) in units of 2^-24 is
+     * M >> (126 - e), M the 24-bit significand, e the float exponent */
+    uint32_t e = x >> 23;
+    uint32_t m = (x & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126u - e; /* 14..24 */
+    uint32_t q = m >> shift;
+    uint32_t rem = m & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u)))
+        q++; /* may carry into 0x400: the smallest normal, correct */
+    return (uint16_t)(sign | q);
+}
+
+float wk_bf16_to_f32(uint16_t h)
+{
+    return bits_f32((uint32_t)h << 16);
+}
+
+/* --- block dequantizers --------------------------------------------------- */
+
+WK_INLINE uint16_t rd16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+WK_INLINE float rdh(const uint8_t *p)
+{
+    return half_to_f32(rd16(p));
+}
+
+/* Each takes one block and writes block_size floats. */
+
+WK_INLINE void deq_q4_0(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b);
+    const uint8_t *qs = b + 2;
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((int)(qs[j] & 0x0f) - 8);
+        y[j + 16] = d * (float)((int)(qs[j] >> 4) - 8);
+    }
+}
+
+WK_INLINE void deq_q4_1(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b), m = rdh(b + 2);
+    const uint8_t *qs = b + 4;
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)(qs[j] & 0x0f) + m;
+        y[j + 16] = d * (float)(qs[j] >> 4) + m;
+    }
+}
+
+WK_INLINE void deq_q5_0(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b);
+    const uint32_t qh = (uint32_t)b[2] | ((uint32_t)b[3] << 8) |
+                        ((uint32_t)b[4] << 16) | ((uint32_t)b[5] << 24);
+    const uint8_t *qs = b + 6;
+    for (int j = 0; j < 16; j++) {
+        int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        y[j] = d * (float)(lo - 16);
+        y[j + 16] = d * (float)(hi - 16);
+    }
+}
+
+WK_INLINE void deq_q5_1(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b), m = rdh(b + 2);
+    const uint32_t qh = (uint32_t)b[4] | ((uint32_t)b[5] << 8) |
+                        ((uint32_t)b[6] << 16) | ((uint32_t)b[7] << 24);
+    const uint8_t *qs = b + 8;
+    for (int j = 0; j < 16; j++) {
+        int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        y[j] = d * (float)lo + m;
+        y[j + 16] = d * (float)hi + m;
+    }
+}
+
+WK_INLINE void deq_q8_0(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b);
+    const int8_t *qs = (const int8_t *)(b + 2);
+    for (int j = 0; j < 32; j++)
+        y[j] = d * (float)qs[j];
+}
+
+/* Q4_K / Q5_K scales[12]: eight 6-bit scales and eight 6-bit mins.
+ *   bytes 0..3 : sc[0..3] low 6 bits, top 2 bits = sc[4..7] bits 4..5
+ *   bytes 4..7 : mn[0..3] low 6 bits, top 2 bits = mn[4..7] bits 4..5
+ *   bytes 8..11: low nibble = sc[4..7] bits 0..3, high nibble = mn[4..7] bits 0..3 */
+WK_INLINE void kq_scale_min(const uint8_t *s, int j, int *sc, int *mn)
+{
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Q4_K: d, dmin, scales[12], qs[128]. Four 64-element groups, each from 32
+ * bytes of qs: low nibbles are sub-block 2g, high nibbles sub-block 2g+1. */
+WK_INLINE void deq_q4_k(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b), dmin = rdh(b + 2);
+    const uint8_t *sc = b + 4;
+    const uint8_t *qs = b + 16;
+    for (int g = 0; g < 4; g++) {
+        int s0, m0, s1, m1;
+        kq_scale_min(sc, 2 * g, &s0, &m0);
+        kq_scale_min(sc, 2 * g + 1, &s1, &m1);
+        const float d0 = d * (float)s0, n0 = dmin * (float)m0;
+        const float d1 = d * (float)s1, n1 = dmin * (float)m1;
+        const uint8_t *q = qs + 32 * g;
+        float *o = y + 64 * g;
+        for (int l = 0; l < 32; l++) {
+            o[l] = d0 * (float)(q[l] & 0x0f) - n0;
+            o[l + 32] = d1 * (float)(q[l] >> 4) - n1;
+        }
+    }
+}
+
+/* Q5_K: d, dmin, scales[12], qh[32], qs[128]. As Q4_K; the 5th bit of
+ * element l of sub-block s is bit s of qh[l]. */
+WK_INLINE void deq_q5_k(const uint8_t *b, float *restrict y)
+{
+    const float d = rdh(b), dmin = rdh(b + 2);
+    const uint8_t *sc = b + 4;
+    const uint8_t *qh = b + 16;
+    const uint8_t *qs = b + 48;
+    for (int g = 0; g < 4; g++) {
+        int s0, m0, s1, m1;
+        kq_scale_min(sc, 2 * g, &s0, &m0);
+        kq_scale_min(sc, 2 * g + 1, &s1, &m1);
+        const float d0 = d * (float)s0, n0 = dmin * (float)m0;
+        const float d1 = d * (float)s1, n1 = dmin * (float)m1;
+        const uint8_t *q = qs + 32 * g;
+        float *o = y + 64 * g;
+        const int b0 = 2 * g, b1 = 2 * g + 1;
+        for (int l = 0; l < 32; l++) {
+            int lo = (q[l] & 0x0f) | (((qh[l] >> b0) & 1) << 4);
+            int hi = (q[l] >> 4) | (((qh[l] >> b1) & 1) << 4);
+            o[l] = d0 * (float)lo - n0;
+            o[l + 32] = d1 * (float)hi - n1;
+        }
+    }
+}
+
+/* Q6_K: ql[128], qh[64], int8 scales[16], d. Two 128-element halves; in a
+ * half (ql += 64, qh += 32) element l + 32k (l < 32, k < 4) takes
+ *   low 4 bits  k=0: ql[l] & 15   k=1: ql[l+32] & 15   k=2: ql[l] >> 4   k=3: ql[l+32] >> 4
+ *   high 2 bits (qh[l] >> 2k) & 3
+ * q = that 6-bit value - 32; scale index = element / 16. */
+WK_INLINE void deq_q6_k(const uint8_t *b, float *restrict y)
+{
+    const uint8_t *ql = b;
+    const uint8_t *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const float d = rdh(b + 208);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *l4 = ql + 64 * h;
+        const uint8_t *h2 = qh + 32 * h;
+        const int8_t *s = sc + 8 * h;
+        float *o = y + 128 * h;
+        for (int k = 0; k < 4; k++) {
+            /* two 16-element sub-blocks per 32 */
+            const float da = d * (float)s[2 * k], db = d * (float)s[2 * k + 1];
+            const uint8_t *src = l4 + ((k & 1) ? 32 : 0);
+            const int lshift = (k & 2) ? 4 : 0;
+            const int hshift = 2 * k;
+            for (int l = 0; l < 16; l++) {
+                int q = ((src[l] >> lshift) & 0x0f) | (((h2[l] >> hshift) & 3) << 4);
+                o[32 * k + l] = da * (float)(q - 32);
+            }
+            for (int l = 16; l < 32; l++) {
+                int q = ((src[l] >> lshift) & 0x0f) | (((h2[l] >> hshift) & 3) << 4);
+                o[32 * k + l] = db * (float)(q - 32);
+            }
+        }
+    }
+}
+
+WK_INLINE void deq_f16(const uint8_t *b, float *restrict y, int n)
+{
+    for (int j = 0; j < n; j++)
+        y[j] = half_to_f32(rd16(b + 2 * j));
+}
+
+WK_INLINE void deq_bf16(const uint8_t *b, float *restrict y, int n)
+{
+    for (int j = 0; j < n; j++)
+        y[j] = bits_f32((uint32_t)rd16(b + 2 * j) << 16);
+}
+
+WK_INLINE void deq_f32(const uint8_t *b, float *restrict y, int n)
+{
+    memcpy(y, b, (size_t)n * 4);
+}
+
+/* Dequantize n elements (whole blocks) of `type` from src. Returns false for
+ * a type we cannot dequantize. */
+WK_INLINE bool deq_chunk(uint32_t type, const uint8_t *src, float *restrict y, int n)
+{
+    switch (type) {
+    case GGML_TYPE_F32: deq_f32(src, y, n); return true;
+    case GGML_TYPE_F16: deq_f16(src, y, n); return true;
+    case GGML_TYPE_BF16: deq_bf16(src, y, n); return true;
+    case GGML_TYPE_Q4_0:
+        for (int i = 0; i < n / 32; i++) deq_q4_0(src + 18 * i, y + 32 * i);
+        return true;
+    case GGML_TYPE_Q4_1:
+        for (int i = 0; i < n / 32; i++) deq_q4_1(src + 20 * i, y + 32 * i);
+        return true;
+    case GGML_TYPE_Q5_0:
+        for (int i = 0; i < n / 32; i++) deq_q5_0(src + 22 * i, y + 32 * i);
+        return true;
+    case GGML_TYPE_Q5_1:
+        for (int i = 0; i < n / 32; i++) deq_q5_1(src + 24 * i, y + 32 * i);
+        return true;
+    case GGML_TYPE_Q8_0:
+        for (int i = 0; i < n / 32; i++) deq_q8_0(src + 34 * i, y + 32 * i);
+        return true;
+    case GGML_TYPE_Q4_K:
+        for (int i = 0; i < n / 256; i++) deq_q4_k(src + 144 * i, y + 256 * i);
+        return true;
+    case GGML_TYPE_Q5_K:
+        for (int i = 0; i < n / 256; i++) deq_q5_k(src + 176 * i, y + 256 * i);
+        return true;
+    case GGML_TYPE_Q6_K:
+        for (int i = 0; i < n / 256; i++) deq_q6_k(src + 210 * i, y + 256 * i);
+        return true;
+    default:
+        return false;
+    }
+}
+
+void wk_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
+{
+    const struct wk_type_info *ti = wk_type_info(type);
+    WK_ASSERT(ti != NULL && ti->supported);
+    WK_ASSERT(n >= 0 && n % ti->block_size == 0);
+    /* in pieces so the per-call count stays an int */
+    const int64_t step = 1 << 20; /* a multiple of every block size */
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i += step) {
+        int cnt = (int)(n - i < step ? n - i : step);
+        deq_chunk(type, s + (size_t)(i / ti->block_size) * ti->type_size, dst + i, cnt);
+    }
+}
+
+/* --- dot products ---------------------------------------------------------- */
+
+/* Chunk of a row dequantized at a time: a multiple of every supported block
+ * size; 256 floats = 1 KiB of stack, stays in L1. */
+#define WK_CHUNK 256
+
+/* Elements in a chunk that starts at `done` of n for a type with `bs`
+ * elements per block. */
+WK_INLINE int chunk_len(int64_t n, int64_t done)
+{
+    int64_t left = n - done;
+    return left < WK_CHUNK ? (int)left : WK_CHUNK;
+}
+
+/* On x86-64 with gcc, the dot products are compiled twice, for the baseline
+ * (SSE2) and for x86-64-v3 (AVX2), and the dynamic loader picks one at
+ * start-up (ifunc). The C is the same, and so are the results: the lane
+ * layout is fixed in the source and -std=c11 keeps gcc from contracting
+ * a*b+c into an FMA. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(WK_NO_CLONES)
+#define WK_DOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WK_DOT_CLONES
+#endif
+
+#define WK_LANES 8
+
+/* acc[l] += a[i] * x[i] for i % WK_LANES == l; n % WK_LANES == 0. */
+WK_INLINE void fma_lanes(float *restrict acc, const float *restrict a,
+                             const float *restrict x, int n)
+{
+    for (int i = 0; i < n; i += WK_LANES)
+        for (int l = 0; l < WK_LANES; l++)
+            acc[l] += a[i + l] * x[i + l];
+}
+
+WK_INLINE float sum_lanes(const float *acc)
+{
+    /* pairwise, fixed order */
+    float s0 = (acc[0] + acc[4]) + (acc[2] + acc[6]);
+    float s1 = (acc[1] + acc[5]) + (acc[3] + acc[7]);
+    return s0 + s1;
+}
+
+/* One dot product, `type` known supported. n % block_size == 0; every block
+ * size divides WK_CHUNK or equals 1, and n is a multiple of the chunk's
+ * block count, so each chunk holds whole blocks. The f32 path skips the
+ * copy. The tail (n % 8 for 1-element types) is added in order at the end. */
+WK_INLINE float dot_row_impl(uint32_t type, const struct wk_type_info *ti,
+                                 const uint8_t *row, const float *restrict x, int64_t n)
+{
+    float acc[WK_LANES] = {0};
+    _Alignas(64) float buf[WK_CHUNK];
+    float tail = 0.0f;
+    if (type == GGML_TYPE_F32) {
+        const float *w = (const float *)(const void *)row;
+        _Alignas(64) float wa[WK_CHUNK];
+        for (int64_t i = 0; i < n; i += WK_CHUNK) {
+            int c = chunk_len(n, i);
+            int c8 = c & ~(WK_LANES - 1);
+            /* row may be unaligned in the mapping; memcpy is cheap here */
+            memcpy(wa, w + i, (size_t)c * 4);
+            fma_lanes(acc, wa, x + i, c8);
+            for (int j = c8; j < c; j++)
+                tail += wa[j] * x[i + j];
+        }
+        return sum_lanes(acc) + tail;
+    }
+    const size_t bpc = (size_t)(WK_CHUNK / ti->block_size) * ti->type_size; /* bytes per full chunk */
+    for (int64_t i = 0, k = 0; i < n; i += WK_CHUNK, k++) {
+        int c = chunk_len(n, i);
+        int c8 = c & ~(WK_LANES - 1);
+        deq_chunk(type, row + (size_t)k * bpc, buf, c);
+        fma_lanes(acc, buf, x + i, c8);
+        for (int j = c8; j < c; j++)
+            tail += buf[j] * x[i + j];
+    }
+    return sum_lanes(acc) + tail;
+}
+
+WK_DOT_CLONES
+float wk_dot_row(uint32_t type, const void *row, const float *x, int64_t n)
+{
+    const struct wk_type_info *ti = wk_type_info(type);
+    WK_ASSERT(ti != NULL && ti->supported);
+    WK_ASSERT(n >= 0 && n % ti->block_size == 0);
+    return dot_row_impl(type, ti, row, x, n);
+}
+
+WK_DOT_CLONES
+void wk_dot_rows(uint32_t type, const void *w, size_t row_stride_bytes, int n_rows,
+                 const float *x, int64_t n, float *y)
+{
+    const struct wk_type_info *ti = wk_type_info(type);
+    WK_ASSERT(ti != NULL && ti->supported);
+    WK_ASSERT(n >= 0 && n % ti->block_size == 0);
+    const uint8_t *p = w;
+    for (int r = 0; r < n_rows; r++)
+        y[r] = dot_row_impl(type, ti, p + (size_t)r * row_stride_bytes, x, n);
+}
+
+/* --- batched matmul tile ------------------------------------------------- */
+
+/* Rows dequantized together: each x element loaded feeds WK_TILE_R
+ * multiply-adds. WK_TILE_R × WK_TILE_K floats = 16 KiB, kept in L1. */
+#define WK_TILE_R 4
+#define WK_TILE_K 1024
+
+/* out[r] (r < WK_TILE_R) = sum over c (c % 8 == 0) of wt[r][i] * x[i]:
+ * the four rows share each load of x. */
+WK_INLINE void dot4_lanes(float *restrict out, const float *restrict wt,
+                              const float *restrict x, int c)
+{
+    float a0[WK_LANES] = {0}, a1[WK_LANES] = {0}, a2[WK_LANES] = {0}, a3[WK_LANES] = {0};
+    const float *w0 = wt, *w1 = wt + WK_TILE_K, *w2 = wt + 2 * WK_TILE_K, *w3 = wt + 3 * WK_TILE_K;
+    for (int i = 0; i < c; i += WK_LANES) {
+        for (int l = 0; l < WK_LANES; l++) {
+            float xv = x[i + l];
+            a0[l] += w0[i + l] * xv;
+            a1[l] += w1[i + l] * xv;
+            a2[l] += w2[i + l] * xv;
+            a3[l] += w3[i + l] * xv;
+        }
+    }
+    out[0] = sum_lanes(a0);
+    out[1] = sum_lanes(a1);
+    out[2] = sum_lanes(a2);
+    out[3] = sum_lanes(a3);
+}
+
+WK_DOT_CLONES
+void wk_matmul_rows(uint32_t type, const void *w, size_t row_stride_bytes, int64_t n,
+                    int r0, int r1, const float *x, int n_tok, float *y, int n_out)
+{
+    const struct wk_type_info *ti = wk_type_info(type);
+    WK_ASSERT(ti != NULL && ti->supported);
+    WK_ASSERT(n >= 0 && n % ti->block_size == 0);
+    WK_ASSERT(0 <= r0 && r0 <= r1 && r1 <= n_out && n_tok >= 0);
+    const uint8_t *base = w;
+    _Alignas(64) float wt[WK_TILE_R * WK_TILE_K];
+    const int64_t n8 = n & ~(int64_t)(WK_LANES - 1);
+
+    for (int t = 0; t < n_tok; t++)
+        for (int r = r0; r < r1; r++)
+            y[(size_t)t * n_out + r] = 0.0f;
+
+    for (int r = r0; r < r1; r += WK_TILE_R) {
+        const int nr = r1 - r < WK_TILE_R ? r1 - r : WK_TILE_R;
+        for (int64_t k0 = 0; k0 < n8; k0 += WK_TILE_K) {
+            const int c = (int)(n8 - k0 < WK_TILE_K ? n8 - k0 : WK_TILE_K);
+            /* dequantize the tile; chunk c may end mid-block only for
+             * 1-element types (f32/f16/bf16), and WK_TILE_K is a multiple of
+             * every block size */
+            for (int i = 0; i < WK_TILE_R; i++) {
+                float *dst = wt + (size_t)i * WK_TILE_K;
+                if (i >= nr) {
+                    memset(dst, 0, (size_t)c * 4);
+                    continue;
+                }
+                const uint8_t *row = base + (size_t)(r + i) * row_stride_bytes;
+                deq_chunk(type, row + (size_t)(k0 / ti->block_size) * ti->type_size, dst, c);
+            }
+            for (int t = 0; t < n_tok; t++) {
+                float part[WK_TILE_R];
+                dot4_lanes(part, wt, x + (size_t)t * n + k0, c);
+                float *yt = y + (size_t)t * n_out + r;
+                for (int i = 0; i < nr; i++)
+                    yt[i] += part[i];
+            }
+        }
+        /* n % 8 tail (only 1-element types can have one) */
+        for (int64_t k = n8; k < n; k++) {
+            for (int i = 0; i < nr; i++) {
+                const uint8_t *row = base + (size_t)(r + i) * row_stride_bytes;
+                float v;
+                deq_chunk(type, row + (size_t)k * ti->type_size, &v, 1);
+                for (int t = 0; t < n_tok; t++)
+                    y[(size_t)t * n_out + r + i] += v * x[(size_t)t * n + k];
+            }
+        }
+    }
+}
