@@ -41,6 +41,21 @@ const char *wk_chat_template_name(enum wk_chat_template t);
 wk_status wk_chat_tokenize(const struct wk_vocab *v, const struct wk_chat_msg *msgs, size_t n,
                            int32_t **out, size_t *n_out, char *err, size_t err_len);
 
+/* --- additions (chat.c owner) ------------------------------------------- */
+
+/* Flags for wk_chat_tokenize_as. */
+#define WK_CHAT_NO_DEFAULT_SYSTEM 1u /* chatml: do not add the template's default
+                                        system message (Qwen's "You are Qwen, ...")
+                                        when the first message is not a system one;
+                                        llama.cpp's built-in chatml adds none */
+
+/* wk_chat_tokenize with the template chosen by the caller (WK_CHAT_UNKNOWN:
+ * detect from v->chat_template, as wk_chat_tokenize does) and flags.
+ * wk_chat_tokenize(v, ...) == wk_chat_tokenize_as(v, WK_CHAT_UNKNOWN, 0, ...). */
+wk_status wk_chat_tokenize_as(const struct wk_vocab *v, enum wk_chat_template tmpl,
+                              unsigned flags, const struct wk_chat_msg *msgs, size_t n,
+                              int32_t **out, size_t *n_out, char *err, size_t err_len);
+
 #ifdef __cplusplus
 }
 #endif

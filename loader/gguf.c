@@ -280,51 +280,54 @@ static bool parse_value(struct rd *r, enum gguf_type type, struct gguf_value *v,
 }
 
 // ---------------------------------------------------------------------------
-// duplicate names: an open-addressing hash set over the parsed entries
-
-static uint64_t hash_str(struct gguf_str s) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (uint64_t i = 0; i < s.len; i++) {
-        h ^= (unsigned char)s.ptr[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
+// duplicate names: sort (name, index) pairs, compare neighbours
+//
+// Sorting bounds the work at O(n log n) comparisons whatever the names are
+// (a hash set could be fed colliding names by a hostile file).
 
 static bool str_same(struct gguf_str a, struct gguf_str b) {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, (size_t)a.len) == 0);
 }
 
+struct name_ref {
+    struct gguf_str s;
+    uint64_t idx;
+};
+
+static int cmp_name_ref(const void *a, const void *b) {
+    const struct name_ref *x = a, *y = b;
+    if (x->s.len != y->s.len) return x->s.len < y->s.len ? -1 : 1;
+    int c = x->s.len ? memcmp(x->s.ptr, y->s.ptr, (size_t)x->s.len) : 0;
+    if (c) return c;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
 /* items: n structs of `stride` bytes, each with a struct gguf_str at `off`.
- * Returns 1 and sets *first, *second on a duplicate, 0 if none, -1 on OOM. */
+ * Returns 1 and sets *first, *second (first < second) on a duplicate, 0 if
+ * none, -1 on OOM. */
 static int find_duplicate(const void *items, size_t stride, size_t off, uint64_t n,
                           uint64_t *first, uint64_t *second) {
     if (n < 2) return 0;
-    uint64_t cap = 4;
-    while (cap < 2 * n) cap *= 2;
-    if (cap > SIZE_MAX / sizeof(uint64_t)) return -1;
-    uint64_t *slot = malloc((size_t)cap * sizeof *slot); /* index + 1; 0 = empty */
-    if (!slot) return -1;
-    memset(slot, 0, (size_t)cap * sizeof *slot);
-    int found = 0;
-    for (uint64_t i = 0; i < n && !found; i++) {
-        struct gguf_str s;
-        memcpy(&s, (const char *)items + i * stride + off, sizeof s);
-        uint64_t h = hash_str(s) & (cap - 1);
-        while (slot[h]) {
-            struct gguf_str t;
-            memcpy(&t, (const char *)items + (slot[h] - 1) * stride + off, sizeof t);
-            if (str_same(s, t)) {
-                *first = slot[h] - 1;
-                *second = i;
-                found = 1;
-                break;
-            }
-            h = (h + 1) & (cap - 1);
-        }
-        if (!found) slot[h] = i + 1;
+    if (n > SIZE_MAX / sizeof(struct name_ref)) return -1;
+    struct name_ref *refs = malloc((size_t)n * sizeof *refs);
+    if (!refs) return -1;
+    for (uint64_t i = 0; i < n; i++) {
+        memcpy(&refs[i].s, (const char *)items + i * stride + off, sizeof refs[i].s);
+        refs[i].idx = i;
     }
-    free(slot);
+    qsort(refs, (size_t)n, sizeof *refs, cmp_name_ref);
+    int found = 0;
+    for (uint64_t i = 0; i + 1 < n; i++) {
+        if (str_same(refs[i].s, refs[i + 1].s)) {
+            /* the earliest second occurrence, for a stable message */
+            if (!found || refs[i + 1].idx < *second) {
+                *first = refs[i].idx;
+                *second = refs[i + 1].idx;
+            }
+            found = 1;
+        }
+    }
+    free(refs);
     return found;
 }
 

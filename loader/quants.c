@@ -108,18 +108,26 @@ WK_INLINE float bits_f32(uint32_t u)
     return f;
 }
 
-/* Branch-free half -> float, exact for every input (inlined into the loops).
- * Exponent and mantissa shifted into float position read as a float that is
- * 2^112 too small for normals and subnormals alike (a half subnormal becomes
- * a float subnormal), so one multiply by 2^112 rescales it exactly. Inf/NaN
- * (exponent 31) instead get the float all-ones exponent, payload kept. */
-WK_INLINE float half_to_f32(uint16_t h)
+/* Branch-free half -> float, exact for every input (inlined into the loops;
+ * selects are masks, not branches, so loops over f16 data vectorize).
+ *   normal     : exponent rebiased 15 -> 127 by adding 112 << 23
+ *   subnormal  : mantissa * 2^-24, via int -> float conversion (exact); no
+ *                float subnormal is ever an operand (those cost a ~100-cycle
+ *                microcode assist on x86)
+ *   inf / NaN  : all-ones float exponent, payload kept (as numpy, ggml) */
+WK_INLINE float half_to_f32(uint16_t h16)
 {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t em = (uint32_t)(h & 0x7fffu) << 13;
-    float mag = bits_f32(em) * 0x1p112f;
-    uint32_t mb = (h & 0x7c00u) == 0x7c00u ? (em | 0x7f800000u) : f32_bits(mag);
-    return bits_f32(sign | mb);
+    const uint32_t h = h16;
+    const uint32_t sign = (h & 0x8000u) << 16;
+    const uint32_t em = (h & 0x7fffu) << 13;
+    const uint32_t exp = h & 0x7c00u;
+    const uint32_t normal = em + 0x38000000u;
+    const uint32_t special = em | 0x7f800000u;
+    const uint32_t sub = f32_bits((float)(int32_t)(h & 0x3ffu) * 0x1p-24f);
+    const uint32_t is_sub = 0u - (uint32_t)(exp == 0);
+    const uint32_t is_special = 0u - (uint32_t)(exp == 0x7c00u);
+    const uint32_t mag = (sub & is_sub) | (special & is_special) | (normal & ~(is_sub | is_special));
+    return bits_f32(sign | mag);
 }
 
 float wk_fp16_to_f32(uint16_t h)
@@ -166,9 +174,20 @@ float wk_bf16_to_f32(uint16_t h)
 
 /* --- block dequantizers --------------------------------------------------- */
 
+/* Chunk of a row the dot products dequantize at a time: a multiple of every
+ * supported block size; 256 floats = 1 KiB of stack, stays in L1. */
+#define WK_CHUNK 256
+
+/* The weights are read in place from the little-endian file. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "quants.c reads little-endian GGUF data in place: big-endian hosts are not supported"
+#endif
+
 WK_INLINE uint16_t rd16(const uint8_t *p)
 {
-    return (uint16_t)(p[0] | (p[1] << 8));
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
 }
 
 WK_INLINE float rdh(const uint8_t *p)
@@ -198,15 +217,31 @@ WK_INLINE void deq_q4_1(const uint8_t *b, float *restrict y)
     }
 }
 
+/* Q5_0/Q5_1 qh: the 5th bit of element j is bit j of a little-endian u32.
+ * It is tested against a constant mask per element (and + compare), which
+ * vectorizes without per-lane variable shifts (SSE2 has none). */
+static const uint32_t k_bit[32] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+    1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
+    1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
+    1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31,
+};
+
+WK_INLINE uint32_t rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 WK_INLINE void deq_q5_0(const uint8_t *b, float *restrict y)
 {
     const float d = rdh(b);
-    const uint32_t qh = (uint32_t)b[2] | ((uint32_t)b[3] << 8) |
-                        ((uint32_t)b[4] << 16) | ((uint32_t)b[5] << 24);
+    const uint32_t qh = rd32(b + 2);
     const uint8_t *qs = b + 6;
     for (int j = 0; j < 16; j++) {
-        int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
-        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        int lo = (qs[j] & 0x0f) | ((qh & k_bit[j]) ? 16 : 0);
+        int hi = (qs[j] >> 4) | ((qh & k_bit[j + 16]) ? 16 : 0);
         y[j] = d * (float)(lo - 16);
         y[j + 16] = d * (float)(hi - 16);
     }
@@ -215,12 +250,11 @@ WK_INLINE void deq_q5_0(const uint8_t *b, float *restrict y)
 WK_INLINE void deq_q5_1(const uint8_t *b, float *restrict y)
 {
     const float d = rdh(b), m = rdh(b + 2);
-    const uint32_t qh = (uint32_t)b[4] | ((uint32_t)b[5] << 8) |
-                        ((uint32_t)b[6] << 16) | ((uint32_t)b[7] << 24);
+    const uint32_t qh = rd32(b + 4);
     const uint8_t *qs = b + 8;
     for (int j = 0; j < 16; j++) {
-        int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
-        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        int lo = (qs[j] & 0x0f) | ((qh & k_bit[j]) ? 16 : 0);
+        int hi = (qs[j] >> 4) | ((qh & k_bit[j + 16]) ? 16 : 0);
         y[j] = d * (float)lo + m;
         y[j + 16] = d * (float)hi + m;
     }
@@ -298,39 +332,40 @@ WK_INLINE void deq_q5_k(const uint8_t *b, float *restrict y)
 }
 
 /* Q6_K: ql[128], qh[64], int8 scales[16], d. Two 128-element halves; in a
- * half (ql += 64, qh += 32) element l + 32k (l < 32, k < 4) takes
- *   low 4 bits  k=0: ql[l] & 15   k=1: ql[l+32] & 15   k=2: ql[l] >> 4   k=3: ql[l+32] >> 4
- *   high 2 bits (qh[l] >> 2k) & 3
- * q = that 6-bit value - 32; scale index = element / 16. */
+ * half (ql += 64, qh += 32, scales += 8), for l < 32:
+ *   element l      : low 4 bits ql[l] & 15,    high 2 bits qh[l] & 3
+ *   element l + 32 : low 4 bits ql[l+32] & 15, high 2 bits (qh[l] >> 2) & 3
+ *   element l + 64 : low 4 bits ql[l] >> 4,    high 2 bits (qh[l] >> 4) & 3
+ *   element l + 96 : low 4 bits ql[l+32] >> 4, high 2 bits (qh[l] >> 6) & 3
+ * q = 6-bit value - 32; x = (d * scales[element / 16]) * q. */
 WK_INLINE void deq_q6_k(const uint8_t *b, float *restrict y)
 {
-    const uint8_t *ql = b;
-    const uint8_t *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
     const float d = rdh(b + 208);
     for (int h = 0; h < 2; h++) {
-        const uint8_t *l4 = ql + 64 * h;
-        const uint8_t *h2 = qh + 32 * h;
+        const uint8_t *ql = b + 64 * h;
+        const uint8_t *qh = b + 128 + 32 * h;
         const int8_t *s = sc + 8 * h;
         float *o = y + 128 * h;
-        for (int k = 0; k < 4; k++) {
-            /* two 16-element sub-blocks per 32 */
-            const float da = d * (float)s[2 * k], db = d * (float)s[2 * k + 1];
-            const uint8_t *src = l4 + ((k & 1) ? 32 : 0);
-            const int lshift = (k & 2) ? 4 : 0;
-            const int hshift = 2 * k;
-            for (int l = 0; l < 16; l++) {
-                int q = ((src[l] >> lshift) & 0x0f) | (((h2[l] >> hshift) & 3) << 4);
-                o[32 * k + l] = da * (float)(q - 32);
-            }
-            for (int l = 16; l < 32; l++) {
-                int q = ((src[l] >> lshift) & 0x0f) | (((h2[l] >> hshift) & 3) << 4);
-                o[32 * k + l] = db * (float)(q - 32);
+        for (int p = 0; p < 2; p++) { /* l in [16p, 16p + 16): one scale each */
+            const float d0 = d * (float)s[p], d1 = d * (float)s[p + 2];
+            const float d2 = d * (float)s[p + 4], d3 = d * (float)s[p + 6];
+            for (int l = 16 * p; l < 16 * p + 16; l++) {
+                const int q0 = ((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32;
+                const int q1 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q2 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q3 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                o[l] = d0 * (float)q0;
+                o[l + 32] = d1 * (float)q1;
+                o[l + 64] = d2 * (float)q2;
+                o[l + 96] = d3 * (float)q3;
             }
         }
     }
 }
 
+/* n is WK_CHUNK (a constant after inlining, which lets gcc -O2 vectorize)
+ * except in a row's last chunk. */
 WK_INLINE void deq_f16(const uint8_t *b, float *restrict y, int n)
 {
     for (int j = 0; j < n; j++)
@@ -354,8 +389,18 @@ WK_INLINE bool deq_chunk(uint32_t type, const uint8_t *src, float *restrict y, i
 {
     switch (type) {
     case GGML_TYPE_F32: deq_f32(src, y, n); return true;
-    case GGML_TYPE_F16: deq_f16(src, y, n); return true;
-    case GGML_TYPE_BF16: deq_bf16(src, y, n); return true;
+    case GGML_TYPE_F16:
+        if (n == WK_CHUNK)
+            deq_f16(src, y, WK_CHUNK);
+        else
+            deq_f16(src, y, n);
+        return true;
+    case GGML_TYPE_BF16:
+        if (n == WK_CHUNK)
+            deq_bf16(src, y, WK_CHUNK);
+        else
+            deq_bf16(src, y, n);
+        return true;
     case GGML_TYPE_Q4_0:
         for (int i = 0; i < n / 32; i++) deq_q4_0(src + 18 * i, y + 32 * i);
         return true;
@@ -401,9 +446,6 @@ void wk_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 
 /* --- dot products ---------------------------------------------------------- */
 
-/* Chunk of a row dequantized at a time: a multiple of every supported block
- * size; 256 floats = 1 KiB of stack, stays in L1. */
-#define WK_CHUNK 256
 
 /* Elements in a chunk that starts at `done` of n for a type with `bs`
  * elements per block. */
@@ -420,34 +462,73 @@ WK_INLINE int chunk_len(int64_t n, int64_t done)
  * a*b+c into an FMA. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(WK_NO_CLONES)
-#define WK_DOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define WK_DOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
 #else
 #define WK_DOT_CLONES
 #endif
 
-#define WK_LANES 8
+/* Independent accumulators: 32 lanes = 4 AVX2 / 8 SSE registers, enough to
+ * hide the add latency (one 8-lane accumulator caps a core at ~2 elements
+ * per cycle). Lane l accumulates the elements i with i % 32 == l; the lanes
+ * are summed in a fixed order, so every build gives the same result.
+ *
+ * gcc keeps an accumulator *array* in memory (a store-forward per add), so
+ * with GNU C the kernels are written with vector types (GNU vector
+ * extensions: plain C operators, no intrinsics; gcc lowers them to whatever
+ * the target has). The #else branches are the same computation in plain C. */
+#define WK_LANES 32
+
+#if defined(__GNUC__) && !defined(WK_NO_VEC)
+#define WK_VEC 1
+typedef float wk_v8 __attribute__((vector_size(32)));
+/* ld8 is always inlined, so the ABI note for 32-byte vector returns in the
+ * SSE2 build does not apply */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+WK_INLINE wk_v8 ld8(const float *p)
+{
+    wk_v8 v;
+    memcpy(&v, p, sizeof v); /* unaligned load */
+    return v;
+}
+#endif
 
 /* acc[l] += a[i] * x[i] for i % WK_LANES == l; n % WK_LANES == 0. */
 WK_INLINE void fma_lanes(float *restrict acc, const float *restrict a,
-                             const float *restrict x, int n)
+                         const float *restrict x, int n)
 {
+#ifdef WK_VEC
+    wk_v8 c0 = ld8(acc), c1 = ld8(acc + 8), c2 = ld8(acc + 16), c3 = ld8(acc + 24);
+    for (int i = 0; i < n; i += WK_LANES) {
+        c0 += ld8(a + i) * ld8(x + i);
+        c1 += ld8(a + i + 8) * ld8(x + i + 8);
+        c2 += ld8(a + i + 16) * ld8(x + i + 16);
+        c3 += ld8(a + i + 24) * ld8(x + i + 24);
+    }
+    memcpy(acc, &c0, 32);
+    memcpy(acc + 8, &c1, 32);
+    memcpy(acc + 16, &c2, 32);
+    memcpy(acc + 24, &c3, 32);
+#else
     for (int i = 0; i < n; i += WK_LANES)
         for (int l = 0; l < WK_LANES; l++)
             acc[l] += a[i + l] * x[i + l];
+#endif
 }
 
 WK_INLINE float sum_lanes(const float *acc)
 {
-    /* pairwise, fixed order */
-    float s0 = (acc[0] + acc[4]) + (acc[2] + acc[6]);
-    float s1 = (acc[1] + acc[5]) + (acc[3] + acc[7]);
-    return s0 + s1;
+    /* fixed order: fold 32 -> 8 lane-wise, then pairwise */
+    float a[8];
+    for (int l = 0; l < 8; l++)
+        a[l] = (acc[l] + acc[l + 16]) + (acc[l + 8] + acc[l + 24]);
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
 /* One dot product, `type` known supported. n % block_size == 0; every block
  * size divides WK_CHUNK or equals 1, and n is a multiple of the chunk's
  * block count, so each chunk holds whole blocks. The f32 path skips the
- * copy. The tail (n % 8 for 1-element types) is added in order at the end. */
+ * copy. The tail (n % WK_LANES, 1-element types only) is added in order at the end. */
 WK_INLINE float dot_row_impl(uint32_t type, const struct wk_type_info *ti,
                                  const uint8_t *row, const float *restrict x, int64_t n)
 {
@@ -508,26 +589,59 @@ void wk_dot_rows(uint32_t type, const void *w, size_t row_stride_bytes, int n_ro
 #define WK_TILE_R 4
 #define WK_TILE_K 1024
 
-/* out[r] (r < WK_TILE_R) = sum over c (c % 8 == 0) of wt[r][i] * x[i]:
- * the four rows share each load of x. */
-WK_INLINE void dot4_lanes(float *restrict out, const float *restrict wt,
-                              const float *restrict x, int c)
+/* Lanes per row in the tile kernel: 4 rows x 16 lanes = 8 AVX2 registers of
+ * independent accumulators. */
+#define WK_MM_LANES 16
+
+WK_INLINE float sum16(const float *a)
 {
-    float a0[WK_LANES] = {0}, a1[WK_LANES] = {0}, a2[WK_LANES] = {0}, a3[WK_LANES] = {0};
+    float b[8];
+    for (int l = 0; l < 8; l++)
+        b[l] = a[l] + a[l + 8];
+    return ((b[0] + b[4]) + (b[2] + b[6])) + ((b[1] + b[5]) + (b[3] + b[7]));
+}
+
+/* out[r] = sum over i < c of wt[r][i] * x[i] for the WK_TILE_R rows of the
+ * tile (row stride WK_TILE_K); c % WK_MM_LANES == 0. The rows share each
+ * load of x. */
+WK_INLINE void dot4_lanes(float *restrict out, const float *restrict wt,
+                          const float *restrict x, int c)
+{
     const float *w0 = wt, *w1 = wt + WK_TILE_K, *w2 = wt + 2 * WK_TILE_K, *w3 = wt + 3 * WK_TILE_K;
-    for (int i = 0; i < c; i += WK_LANES) {
-        for (int l = 0; l < WK_LANES; l++) {
-            float xv = x[i + l];
+    float a0[WK_MM_LANES] = {0}, a1[WK_MM_LANES] = {0};
+    float a2[WK_MM_LANES] = {0}, a3[WK_MM_LANES] = {0};
+#ifdef WK_VEC
+    wk_v8 p0 = {0}, q0 = {0}, p1 = {0}, q1 = {0}, p2 = {0}, q2 = {0}, p3 = {0}, q3 = {0};
+    for (int i = 0; i < c; i += WK_MM_LANES) {
+        const wk_v8 xa = ld8(x + i), xb = ld8(x + i + 8);
+        p0 += ld8(w0 + i) * xa;
+        q0 += ld8(w0 + i + 8) * xb;
+        p1 += ld8(w1 + i) * xa;
+        q1 += ld8(w1 + i + 8) * xb;
+        p2 += ld8(w2 + i) * xa;
+        q2 += ld8(w2 + i + 8) * xb;
+        p3 += ld8(w3 + i) * xa;
+        q3 += ld8(w3 + i + 8) * xb;
+    }
+    memcpy(a0, &p0, 32), memcpy(a0 + 8, &q0, 32);
+    memcpy(a1, &p1, 32), memcpy(a1 + 8, &q1, 32);
+    memcpy(a2, &p2, 32), memcpy(a2 + 8, &q2, 32);
+    memcpy(a3, &p3, 32), memcpy(a3 + 8, &q3, 32);
+#else
+    for (int i = 0; i < c; i += WK_MM_LANES) {
+        for (int l = 0; l < WK_MM_LANES; l++) {
+            const float xv = x[i + l];
             a0[l] += w0[i + l] * xv;
             a1[l] += w1[i + l] * xv;
             a2[l] += w2[i + l] * xv;
             a3[l] += w3[i + l] * xv;
         }
     }
-    out[0] = sum_lanes(a0);
-    out[1] = sum_lanes(a1);
-    out[2] = sum_lanes(a2);
-    out[3] = sum_lanes(a3);
+#endif
+    out[0] = sum16(a0);
+    out[1] = sum16(a1);
+    out[2] = sum16(a2);
+    out[3] = sum16(a3);
 }
 
 WK_DOT_CLONES
@@ -540,7 +654,7 @@ void wk_matmul_rows(uint32_t type, const void *w, size_t row_stride_bytes, int64
     WK_ASSERT(0 <= r0 && r0 <= r1 && r1 <= n_out && n_tok >= 0);
     const uint8_t *base = w;
     _Alignas(64) float wt[WK_TILE_R * WK_TILE_K];
-    const int64_t n8 = n & ~(int64_t)(WK_LANES - 1);
+    const int64_t n8 = n & ~(int64_t)(WK_MM_LANES - 1);
 
     for (int t = 0; t < n_tok; t++)
         for (int r = r0; r < r1; r++)
@@ -570,7 +684,7 @@ void wk_matmul_rows(uint32_t type, const void *w, size_t row_stride_bytes, int64
                     yt[i] += part[i];
             }
         }
-        /* n % 8 tail (only 1-element types can have one) */
+        /* n % WK_MM_LANES tail (only 1-element types can have one) */
         for (int64_t k = n8; k < n; k++) {
             for (int i = 0; i < nr; i++) {
                 const uint8_t *row = base + (size_t)(r + i) * row_stride_bytes;

@@ -50,6 +50,7 @@ enum wk_frame_ev wk_frame_dec_feed(struct wk_frame_dec *d, const uint8_t *data, 
             if (d->len > d->cap) {
                 /* grow geometrically, never past max */
                 size_t nc = d->cap ? d->cap : 4096;
+                if (nc > d->max) nc = d->max;
                 while (nc < d->len) nc = nc > d->max / 2 ? d->max : nc * 2;
                 if (nc < d->len) nc = d->len;
                 uint8_t *nb = realloc(d->buf, nc);

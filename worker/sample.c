@@ -1,2 +1,424 @@
-/* placeholder: not written yet */
-typedef int wk__placeholder_t;
+/* sample.c — the reference sampler (see sample.h for the order of steps).
+ *
+ * Everything here is a pure function of (logits, params, history, step): no
+ * global state, no allocation, no threads, no floating-point reassociation.
+ * Orders are total: by value descending, then by token id ascending.
+ *
+ * Cost at n_vocab = 151936 (the temperature > 0 path): one pass to copy and
+ * penalize, one pass of exp() for the softmax normalizer (skipped when top-k
+ * bounds the set), one pass of exp() for the log-softmax of the raw logits,
+ * and a sort of only the candidates that can matter:
+ *   - top-k: a 4-pass radix select finds the k-th key, then a radix sort of k;
+ *   - min-p: only tokens with prob >= min_p * max prob can survive;
+ *   - otherwise a histogram of probability mass by distance from the max
+ *     logit picks the smallest set of buckets whose mass reaches what the
+ *     top-p cut (p * total) or the draw (u * total) needs. Those tokens form
+ *     a prefix of the full descending order, so walking them gives the same
+ *     answer as walking the whole sorted vocabulary. If rounding makes that
+ *     prefix fall short, the step is redone over the whole vocabulary.
+ */
+#include "worker/sample.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "worker/rng.h"
+
+// ----------------------------------------------------------------------------
+// scratch layout
+
+struct cand {
+    uint32_t key; /* order key: smaller = better (value desc) */
+    int32_t id;
+};
+
+struct scratch {
+    double *w;      /* [n] exp(z - zmax) for the tokens that were considered */
+    struct cand *a; /* [n] candidates */
+    struct cand *b; /* [n] radix ping-pong buffer */
+    float *z;       /* [n] penalized logits, then divided by the temperature */
+    uint8_t *seen;  /* [(n+7)/8] bitmap: history ids already penalized */
+};
+
+static size_t align_up(size_t x) { return (x + 63) & ~(size_t)63; }
+
+size_t wk_sampler_scratch_bytes(int n_vocab) {
+    size_t n = n_vocab > 0 ? (size_t)n_vocab : 1;
+    return align_up(n * sizeof(double)) + 2 * align_up(n * sizeof(struct cand)) +
+           align_up(n * sizeof(float)) + align_up((n + 7) / 8) + 64;
+}
+
+static struct scratch scratch_carve(void *mem, int n_vocab) {
+    size_t n = (size_t)n_vocab;
+    uintptr_t p = ((uintptr_t)mem + 63) & ~(uintptr_t)63;
+    struct scratch s;
+    s.w = (double *)p;
+    p += align_up(n * sizeof(double));
+    s.a = (struct cand *)p;
+    p += align_up(n * sizeof(struct cand));
+    s.b = (struct cand *)p;
+    p += align_up(n * sizeof(struct cand));
+    s.z = (float *)p;
+    p += align_up(n * sizeof(float));
+    s.seen = (uint8_t *)p;
+    return s;
+}
+
+// ----------------------------------------------------------------------------
+// keys and sorting
+
+/* Map a (non-NaN) float to a uint32 whose ascending order is the float's
+ * descending order. -0 and +0 map to the same key. */
+static inline uint32_t fkey(float f) {
+    if (f == 0.0f) f = 0.0f;
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u); /* ascending with f */
+    return ~u;
+}
+
+/* Stable LSD radix sort of c[0..n) by key ascending; tmp has room for n.
+ * Returns the buffer holding the result (c or tmp). Ties keep input order. */
+static struct cand *radix_sort(struct cand *c, struct cand *tmp, size_t n) {
+    size_t cnt[256];
+    for (int shift = 0; shift < 32; shift += 8) {
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++) cnt[(c[i].key >> shift) & 255]++;
+        bool trivial = false;
+        for (int d = 0; d < 256; d++) {
+            if (cnt[d] == n) trivial = true;
+        }
+        if (trivial) continue; /* every key has the same digit here */
+        size_t pos = 0;
+        for (int d = 0; d < 256; d++) {
+            size_t k = cnt[d];
+            cnt[d] = pos;
+            pos += k;
+        }
+        for (size_t i = 0; i < n; i++) tmp[cnt[(c[i].key >> shift) & 255]++] = c[i];
+        struct cand *t = c;
+        c = tmp;
+        tmp = t;
+    }
+    return c;
+}
+
+/* The k-th smallest key (1-based k <= n) of fkey(z[i]) over all i, and how
+ * many tokens with exactly that key belong to the k best (taking the lowest
+ * ids first). Four histogram passes, most significant digit first. */
+static uint32_t radix_select(const float *z, int n, int k, int *n_ties) {
+    uint32_t prefix = 0, mask = 0;
+    int want = k;
+    size_t cnt[256];
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        memset(cnt, 0, sizeof cnt);
+        for (int i = 0; i < n; i++) {
+            uint32_t key = fkey(z[i]);
+            if ((key & mask) == prefix) cnt[(key >> shift) & 255]++;
+        }
+        int d = 0;
+        for (; d < 256; d++) {
+            if ((size_t)want <= cnt[d]) break;
+            want -= (int)cnt[d];
+        }
+        WK_ASSERT(d < 256);
+        prefix |= (uint32_t)d << shift;
+        mask |= 255u << shift;
+    }
+    *n_ties = want;
+    return prefix;
+}
+
+// ----------------------------------------------------------------------------
+// steps
+
+/* Bucket of a token by its distance from the max logit, d = zmax - z >= 0:
+ * width 1/2 nat, so bucket b holds weights in (e^-(b+1)/2, e^-b/2]. */
+#define N_BUCKETS 96
+static inline int mass_bucket(double d) {
+    double b = d * 2.0;
+    return b < (double)(N_BUCKETS - 1) ? (int)b : N_BUCKETS - 1;
+}
+
+/* Repetition penalty on z (a copy of the logits), each distinct id in the
+ * window once. */
+static void apply_penalty(float *z, uint8_t *seen, int n, const struct wk_sampling *p,
+                          const int32_t *history, size_t n_history) {
+    if (p->repetition_penalty == 1.0f || p->repeat_last_n <= 0 || !history || n_history == 0)
+        return;
+    size_t win = (size_t)p->repeat_last_n < n_history ? (size_t)p->repeat_last_n : n_history;
+    const int32_t *h = history + (n_history - win);
+    const float pen = p->repetition_penalty;
+    memset(seen, 0, ((size_t)n + 7) / 8); /* the caller's scratch is uninitialized */
+    for (size_t j = 0; j < win; j++) {
+        int32_t id = h[j];
+        if (id < 0 || id >= n) continue;
+        uint8_t bit = (uint8_t)(1u << (id & 7));
+        if (seen[id >> 3] & bit) continue;
+        seen[id >> 3] |= bit;
+        z[id] = z[id] > 0.0f ? z[id] / pen : z[id] * pen;
+    }
+}
+
+static int32_t argmax(const float *z, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++) {
+        if (z[i] > z[best]) best = i; /* strict: ties stay with the lower id */
+    }
+    return best;
+}
+
+/* Log-softmax of the raw logits: logprob of `token` and the top-N. */
+static void raw_logprobs(const float *logits, int n, int32_t token, int n_top,
+                         struct wk_sample_out *out) {
+    /* pass 1: max and top-N (value desc, id asc; NaN counts as -inf) */
+    double m = -INFINITY;
+    int nt = 0;
+    for (int i = 0; i < n; i++) {
+        float v = logits[i];
+        if (v != v) v = -INFINITY;
+        if (v > m) m = v;
+        if (n_top > 0 && (nt < n_top || v > out->top_logprobs[nt - 1])) {
+            int j = nt < n_top ? nt++ : n_top - 1;
+            while (j > 0 && v > out->top_logprobs[j - 1]) {
+                out->top_logprobs[j] = out->top_logprobs[j - 1];
+                out->top_ids[j] = out->top_ids[j - 1];
+                j--;
+            }
+            out->top_logprobs[j] = v;
+            out->top_ids[j] = i;
+        }
+    }
+    out->n_top = nt;
+    if (m == -INFINITY) { /* no information at all: call it uniform */
+        float lp = (float)-log((double)n);
+        out->logprob = lp;
+        for (int j = 0; j < nt; j++) out->top_logprobs[j] = lp;
+        return;
+    }
+    /* pass 2: log-sum-exp with the max shifted out, in double, id order */
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        float v = logits[i];
+        if (v == v) s += exp((double)v - m);
+    }
+    double lse = m + log(s);
+    float tv = logits[token];
+    out->logprob = tv == tv ? (float)((double)tv - lse) : -INFINITY;
+    for (int j = 0; j < nt; j++) out->top_logprobs[j] = (float)((double)out->top_logprobs[j] - lse);
+}
+
+/* Steps 3-8 for temperature > 0. z holds the penalized logits (finite or
+ * -inf). Returns the token, or -1 when the distribution is degenerate
+ * (overflow after the division, or nothing finite): the caller falls back
+ * to argmax. */
+static int32_t sample_temperature(struct scratch *s, int n, const struct wk_sampling *p,
+                                  uint64_t step) {
+    float *z = s->z;
+    double *w = s->w;
+    for (int i = 0; i < n; i++) z[i] = z[i] / p->temperature;
+
+    const bool use_top_p = p->top_p > 0.0f && p->top_p < 1.0f;
+    const bool use_min_p = p->min_p > 0.0f;
+    const double top_p = p->top_p, min_p = p->min_p;
+    const double u = wk_rng_u01(p->seed, step);
+
+    struct cand *c = s->a;
+    size_t n_c = 0;    /* candidates: a prefix of the sorted kept set K0 */
+    size_t n_k0;       /* |K0|: what top-k kept */
+    double s0 = 0.0;   /* softmax normalizer over K0, id order */
+    double zmax;
+
+    if (p->top_k > 0 && p->top_k < n) {
+        /* 4. top-k: the k best keys, collected in id order, then sorted */
+        int ties;
+        uint32_t kth = radix_select(z, n, p->top_k, &ties);
+        uint32_t best = UINT32_MAX;
+        for (int i = 0; i < n; i++) {
+            uint32_t key = fkey(z[i]);
+            if (key < kth || (key == kth && ties-- > 0)) {
+                c[n_c].key = key;
+                c[n_c].id = i;
+                n_c++;
+                if (key < best) best = key;
+            }
+        }
+        WK_ASSERT(n_c == (size_t)p->top_k);
+        zmax = -INFINITY;
+        for (size_t j = 0; j < n_c; j++) {
+            if (z[c[j].id] > zmax) zmax = z[c[j].id];
+        }
+        if (!isfinite(zmax)) return -1;
+        /* 5. softmax over what is kept */
+        for (size_t j = 0; j < n_c; j++) {
+            double wi = exp((double)z[c[j].id] - zmax);
+            w[c[j].id] = wi;
+            s0 += wi;
+        }
+        n_k0 = n_c;
+        c = radix_sort(c, s->b, n_c);
+    } else {
+        zmax = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            if (z[i] > zmax) zmax = z[i];
+        }
+        if (!isfinite(zmax)) return -1;
+        /* 5. softmax over the whole vocabulary, plus the mass histogram */
+        double hist[N_BUCKETS] = {0};
+        for (int i = 0; i < n; i++) {
+            double d = zmax - (double)z[i];
+            double wi = exp(-d);
+            w[i] = wi;
+            s0 += wi;
+            hist[mass_bucket(d)] += wi;
+        }
+        n_k0 = (size_t)n;
+        /* Which tokens can matter? */
+        int n_buckets = N_BUCKETS;
+        if (!use_min_p) {
+            /* the top-p cut needs mass >= p*s0, the draw needs mass > u*s0;
+             * a relative margin of 1e-9 covers the different summation order */
+            double need = (use_top_p ? top_p : u) * s0 * (1.0 + 1e-9);
+            double acc = 0.0;
+            for (n_buckets = 0; n_buckets < N_BUCKETS;) {
+                acc += hist[n_buckets++];
+                if (acc > need) break;
+            }
+        }
+        for (int attempt = 0; attempt < 2; attempt++) {
+            n_c = 0;
+            for (int i = 0; i < n; i++) {
+                bool in = use_min_p ? w[i] >= min_p
+                                    : mass_bucket(zmax - (double)z[i]) < n_buckets;
+                if (in) {
+                    c[n_c].key = fkey(z[i]);
+                    c[n_c].id = i;
+                    n_c++;
+                }
+            }
+            struct cand *sorted = radix_sort(c, s->b, n_c);
+            if (attempt == 0 && n_c < n_k0 && !use_min_p) {
+                /* does the prefix reach what it must? (rounding check) */
+                double need = (use_top_p ? top_p : u) * s0, acc = 0.0;
+                bool ok = false;
+                for (size_t j = 0; j < n_c && !ok; j++) {
+                    acc += w[sorted[j].id];
+                    ok = use_top_p ? acc >= need : acc > need;
+                }
+                if (!ok) {
+                    n_buckets = N_BUCKETS; /* redo over everything */
+                    continue;
+                }
+            }
+            c = sorted;
+            break;
+        }
+    }
+
+    /* 6. top-p: the smallest prefix whose mass >= p (mass relative to s0).
+     * kept_all: K (what survives 6-7) is still all of K0, so the normalizer
+     * is s0 and the candidates need not hold all of K. */
+    bool kept_all = !(use_min_p && n_c < n_k0); /* min-p already cut the candidates */
+    size_t n_keep = n_c;
+    if (use_top_p) {
+        double need = top_p * s0, acc = 0.0;
+        for (size_t j = 0; j < n_c; j++) {
+            acc += w[c[j].id];
+            if (acc >= need) {
+                n_keep = j + 1;
+                break;
+            }
+        }
+        if (n_keep < n_k0) kept_all = false;
+    }
+    /* 7. min-p: drop prob < min_p * max prob (the max has weight exactly 1) */
+    if (use_min_p) {
+        size_t j = 1;
+        while (j < n_keep && w[c[j].id] >= min_p) j++;
+        if (j < n_keep) kept_all = false;
+        n_keep = j;
+    }
+    /* 8. renormalize and draw */
+    double total = s0;
+    if (!kept_all) {
+        total = 0.0;
+        for (size_t j = 0; j < n_keep; j++) total += w[c[j].id];
+    }
+    double target = u * total, acc = 0.0;
+    for (size_t j = 0; j < n_keep; j++) {
+        acc += w[c[j].id];
+        if (acc > target) return c[j].id;
+    }
+    /* Only rounding gets here (the cumulative sum in sorted order fell short
+     * of u * total summed in id order): take the last token with weight. */
+    for (size_t j = n_keep; j-- > 0;) {
+        if (w[c[j].id] > 0.0) return c[j].id;
+    }
+    return c[0].id;
+}
+
+// ----------------------------------------------------------------------------
+// public
+
+static void penalized_copy(struct scratch *s, const float *logits, int n,
+                           const struct wk_sampling *p, const int32_t *history,
+                           size_t n_history) {
+    for (int i = 0; i < n; i++) {
+        float v = logits[i];
+        s->z[i] = v == v ? v : -INFINITY;
+    }
+    apply_penalty(s->z, s->seen, n, p, history, n_history);
+}
+
+void wk_sample_logits(const float *logits, int n_vocab, const struct wk_sampling *p,
+                      const int32_t *history, size_t n_history, uint64_t step, void *scratch,
+                      struct wk_sample_out *out) {
+    WK_ASSERT(logits && n_vocab > 0 && p && scratch && out);
+    struct scratch s = scratch_carve(scratch, n_vocab);
+    const int n = n_vocab;
+
+    /* 1. a copy of the logits (NaN -> -inf), then the repetition penalty */
+    penalized_copy(&s, logits, n, p, history, n_history);
+
+    int32_t token = -1;
+    if (p->temperature > 0.0f) {
+        token = sample_temperature(&s, n, p, step);
+        if (token < 0) penalized_copy(&s, logits, n, p, history, n_history); /* z was divided */
+    }
+    if (token < 0) token = argmax(s.z, n); /* 2. greedy */
+    out->token = token;
+
+    int n_top = p->n_logprobs < 0 ? 0 : p->n_logprobs;
+    if (n_top > WK_MAX_LOGPROBS) n_top = WK_MAX_LOGPROBS;
+    if (n_top > n) n_top = n;
+    raw_logprobs(logits, n, token, n_top, out);
+}
+
+wk_status wk_sampling_validate(const struct wk_sampling *p, char *err, size_t err_len) {
+    if (!p) return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no sampling parameters", __func__);
+    if (!(p->temperature >= 0.0f && p->temperature <= 100.0f))
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: temperature must be in [0, 100], got %g", __func__, (double)p->temperature);
+    if (p->top_k < 0)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: top_k must be >= 0, got %d",
+                       __func__, p->top_k);
+    if (!(p->top_p >= 0.0f && p->top_p <= 1.0f))
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: top_p must be in [0, 1], got %g", __func__, (double)p->top_p);
+    if (!(p->min_p >= 0.0f && p->min_p < 1.0f))
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: min_p must be in [0, 1), got %g", __func__, (double)p->min_p);
+    if (!(p->repetition_penalty > 0.0f && isfinite(p->repetition_penalty)))
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: repetition_penalty must be > 0 and finite, got %g", __func__,
+                       (double)p->repetition_penalty);
+    if (p->repeat_last_n < 0)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: repeat_last_n must be >= 0, got %d", __func__, p->repeat_last_n);
+    if (p->n_logprobs < 0 || p->n_logprobs > WK_MAX_LOGPROBS)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: logprobs must be in [0, %d], got %d", __func__, WK_MAX_LOGPROBS,
+                       p->n_logprobs);
+    return WK_STATUS_OK;
+}

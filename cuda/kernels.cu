@@ -1,0 +1,576 @@
+/* kernels.cu — the forward-pass kernels of the CUDA backend and their
+ * launchers (declared in kernels.cuh).
+ *
+ * Decode (one token) is a handful of fused kernels per layer, all driven by
+ * one matrix-vector kernel (mv_kernel) whose input stage can rms-norm the
+ * vector or combine split attention partials, and whose epilogue can store,
+ * add into the residual, apply SwiGLU, or add biases + rope + write the K/V
+ * cache. Prefill (many tokens) uses cuBLAS for the matrices (backend-cuda.cu)
+ * and the simple row kernels below.
+ *
+ * Every reduction has a fixed order (warp shuffles in a fixed pattern, then
+ * per-warp partials in warp order): no atomics, so results are bitwise
+ * reproducible.
+ */
+#include <math.h>
+
+#include "cuda/kernels.cuh"
+
+// --- block reductions -------------------------------------------------------------
+
+__device__ __forceinline__ double warp_sum_d(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Sum over the block; every thread gets the result. red: >= 32 doubles. */
+__device__ double block_sum_d(double v, double *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = warp_sum_d(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        double t = lane < nw ? red[lane] : 0.0;
+        t = warp_sum_d(t);
+        if (lane == 0) red[0] = t;
+    }
+    __syncthreads();
+    return red[0];
+}
+
+__device__ float block_sum_f(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = wk_warp_sum(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float t = lane < nw ? red[lane] : 0.0f;
+        t = wk_warp_sum(t);
+        if (lane == 0) red[0] = t;
+    }
+    __syncthreads();
+    return red[0];
+}
+
+__device__ float block_max_f(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    v = wk_warp_max(v);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        float t = lane < nw ? red[lane] : -INFINITY;
+        t = wk_warp_max(t);
+        if (lane == 0) red[0] = t;
+    }
+    __syncthreads();
+    return red[0];
+}
+
+// --- rope -------------------------------------------------------------------------
+
+/* Pair unit i (0 <= i < head_dim/2) of a head: the two rows it covers and
+ * whether they rotate. NORM rotates (2i, 2i+1), NEOX (i, i + rope_dim/2),
+ * for i < rope_dim/2; the rest of the head passes through in adjacent pairs. */
+__device__ __forceinline__ bool rope_pair(int i, int rope_dim, int neox, int *p0, int *p1) {
+    const int half = rope_dim / 2;
+    if (i < half) {
+        *p0 = neox ? i : 2 * i;
+        *p1 = neox ? i + half : 2 * i + 1;
+        return true;
+    }
+    *p0 = rope_dim + 2 * (i - half);
+    *p1 = *p0 + 1;
+    return false;
+}
+
+// --- the decode matrix-vector kernel ------------------------------------------------
+
+/* Dot products of one or two rows of the same type against xs (unit-transposed:
+ * element e of unit j at xs[e * nU + j], so the 32 lanes reading 32 units hit
+ * 32 different banks). */
+template <int T, bool TWO>
+__device__ __forceinline__ void dot_units(const uint8_t *r0, const uint8_t *r1, const float *xs, int nU,
+                                          int lane, float &a0, float &a1) {
+    for (int j = lane; j < nU; j += 32) {
+        float v0[32], v1[32];
+        wk_deq32<T>(r0, j, v0);
+        if (TWO) wk_deq32<T>(r1, j, v1);
+        float s0 = 0.0f, s1 = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 32; e++) {
+            float xv = xs[e * nU + j];
+            s0 = fmaf(v0[e], xv, s0);
+            if (TWO) s1 = fmaf(v1[e], xv, s1);
+        }
+        a0 += s0;
+        if (TWO) a1 += s1;
+    }
+}
+
+/* Row dot for rows whose length is not a multiple of 32 (float types only):
+ * plain layout, lane-strided elements. */
+__device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const float *xs, int n, int lane) {
+    float a = 0.0f;
+    for (int i = lane; i < n; i += 32) a = fmaf(wk_deq1(type, r, i), xs[i], a);
+    return a;
+}
+
+/* a0 = row ra of ma · x, a1 = row rb of mb · x (rb < 0: none); warp-reduced,
+ * valid in every lane. */
+__device__ __forceinline__ void dot_pair(const wk_cu_mat &ma, int ra, const wk_cu_mat &mb, int rb,
+                                         const float *xs, int n, int lane, float &a0, float &a1) {
+    a0 = 0.0f;
+    a1 = 0.0f;
+    const uint8_t *p0 = ma.w + (size_t)ra * ma.row_bytes;
+    const uint8_t *p1 = rb >= 0 ? mb.w + (size_t)rb * mb.row_bytes : nullptr;
+    if (n % 32 != 0) {
+        a0 = dot_plain(ma.type, p0, xs, n, lane);
+        if (p1) a1 = dot_plain(mb.type, p1, xs, n, lane);
+    } else {
+        const int nU = n / 32;
+        if (p1 && ma.type == mb.type) {
+            WK_TYPE_SWITCH(ma.type, dot_units<T_, true>(p0, p1, xs, nU, lane, a0, a1));
+        } else {
+            float dummy;
+            WK_TYPE_SWITCH(ma.type, dot_units<T_, false>(p0, nullptr, xs, nU, lane, a0, dummy));
+            if (p1) WK_TYPE_SWITCH(mb.type, dot_units<T_, false>(p1, nullptr, xs, nU, lane, a1, dummy));
+        }
+    }
+    a0 = wk_warp_sum(a0);
+    a1 = wk_warp_sum(a1);
+}
+
+__global__ void __launch_bounds__(256) mv_kernel(const wk_mv_args a) {
+    extern __shared__ float xs[];
+    __shared__ double red[32];
+    const int n = a.n_in, tid = threadIdx.x, nt = blockDim.x;
+    const bool tr = n % 32 == 0;
+    const int nU = n / 32;
+
+    // input stage: xs = the (normed / combined) input vector
+    float scale = 1.0f;
+    if (a.in_mode == WK_IN_NORM) {
+        double ss = 0.0;
+        for (int i = tid; i < n; i += nt) {
+            float v = a.in[i];
+            ss += (double)v * v;
+        }
+        ss = block_sum_d(ss, red);
+        scale = (float)(1.0 / sqrt(ss / n + (double)a.eps));
+    }
+    int L = 0, ns = 0;
+    if (a.in_mode == WK_IN_ATTN) {
+        L = *a.d_pos + 1;
+        ns = (L + WK_CU_ATT_CHUNK - 1) / WK_CU_ATT_CHUNK;
+    }
+    for (int i = tid; i < n; i += nt) {
+        float v;
+        if (a.in_mode == WK_IN_NORM) {
+            v = a.in[i] * scale * a.norm_w[i];
+        } else if (a.in_mode == WK_IN_ATTN) {
+            const int hd = a.head_dim, h = i / hd, d = i % hd;
+            const float *base = a.att_part + (size_t)h * a.max_split * (hd + 2);
+            float M = -INFINITY;
+            for (int s = 0; s < ns; s++) M = fmaxf(M, base[(size_t)s * (hd + 2)]);
+            float num = 0.0f, den = 0.0f;
+            for (int s = 0; s < ns; s++) {
+                const float *p = base + (size_t)s * (hd + 2);
+                float w = p[1] * expf(p[0] - M);
+                den += w;
+                num += w * p[2 + d];
+            }
+            v = num / den;
+        } else {
+            v = a.in[i];
+        }
+        xs[tr ? (i & 31) * nU + (i >> 5) : i] = v;
+    }
+    __syncthreads();
+
+    const int lane = tid & 31, warp = tid >> 5, wpb = nt >> 5;
+    int pos = 0;
+    if (a.out_mode == WK_OUT_QKV) pos = *a.d_pos;
+    for (int u = blockIdx.x * wpb + warp; u < a.n_units; u += gridDim.x * wpb) {
+        float a0, a1;
+        if (a.out_mode == WK_OUT_STORE || a.out_mode == WK_OUT_ADD) {
+            const int r0 = 2 * u, r1 = 2 * u + 1 < a.m[0].n_rows ? 2 * u + 1 : -1;
+            dot_pair(a.m[0], r0, a.m[0], r1, xs, n, lane, a0, a1);
+            if (lane == 0) {
+                if (a.out_mode == WK_OUT_ADD) {
+                    a.y[r0] += a0;
+                    if (r1 >= 0) a.y[r1] += a1;
+                } else {
+                    a.y[r0] = a0 + (a.bias[0] ? a.bias[0][r0] : 0.0f);
+                    if (r1 >= 0) a.y[r1] = a1 + (a.bias[0] ? a.bias[0][r1] : 0.0f);
+                }
+            }
+        } else if (a.out_mode == WK_OUT_SWIGLU) {
+            dot_pair(a.m[0], u, a.m[1], u, xs, n, lane, a0, a1);
+            if (lane == 0) a.y[u] = a0 / (1.0f + expf(-a0)) * a1;
+        } else { // QKV
+            const int hd = a.head_dim, hp = hd / 2;
+            const int uq = a.n_head * hp, uk = a.n_head_kv * hp;
+            int seg, uu;
+            if (u < uq) { seg = 0; uu = u; }
+            else if (u < uq + uk) { seg = 1; uu = u - uq; }
+            else { seg = 2; uu = u - uq - uk; }
+            const int head = uu / hp, i = uu % hp;
+            int p0, p1;
+            bool rot = false;
+            if (seg < 2) {
+                rot = rope_pair(i, a.rope_dim, a.rope_neox, &p0, &p1);
+            } else {
+                p0 = 2 * i;
+                p1 = 2 * i + 1;
+            }
+            const int r0 = head * hd + p0, r1 = head * hd + p1;
+            dot_pair(a.m[seg], r0, a.m[seg], r1, xs, n, lane, a0, a1);
+            if (lane == 0) {
+                if (a.bias[seg]) {
+                    a0 += a.bias[seg][r0];
+                    a1 += a.bias[seg][r1];
+                }
+                if (rot) {
+                    float2 cs = a.rope_cs[(size_t)pos * (a.rope_dim / 2) + i];
+                    float x0 = a0, x1 = a1;
+                    a0 = x0 * cs.x - x1 * cs.y;
+                    a1 = x0 * cs.y + x1 * cs.x;
+                }
+                if (seg == 0) {
+                    a.y[r0] = a0;
+                    a.y[r1] = a1;
+                } else {
+                    const size_t kvd = (size_t)a.n_head_kv * hd;
+                    __half *c = seg == 1 ? a.k_cache : a.v_cache;
+                    c[(size_t)pos * kvd + r0] = __float2half(a0);
+                    c[(size_t)pos * kvd + r1] = __float2half(a1);
+                }
+            }
+        }
+    }
+}
+
+cudaError_t wk_cu_matvec(const wk_mv_args &a, int n_sm, cudaStream_t st) {
+    int wpb = 8;
+    if (a.n_units < 2 * n_sm * 8) wpb = 4;
+    if (a.n_units < 2 * n_sm * 4) wpb = 2;
+    int blocks = wk_cdiv(a.n_units, wpb);
+    const int max_blocks = n_sm * (32 / wpb);
+    if (blocks > max_blocks) blocks = max_blocks;
+    const size_t smem = (size_t)a.n_in * sizeof(float);
+    mv_kernel<<<blocks, wpb * 32, smem, st>>>(a);
+    return cudaGetLastError();
+}
+
+// --- decode attention --------------------------------------------------------------
+
+__global__ void __launch_bounds__(WK_CU_ATT_THREADS)
+    attn_decode_kernel(const float *q, const __half *kc, const __half *vc, const int *d_pos, int n_head,
+                       int n_head_kv, int hd, int max_split, float *part) {
+    __shared__ float qs[WK_CU_MAX_HEAD_DIM];
+    __shared__ float sc[WK_CU_ATT_CHUNK];
+    __shared__ float red[32];
+    const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x;
+    const int L = *d_pos + 1, t0 = s * WK_CU_ATT_CHUNK;
+    if (t0 >= L) return;
+    const int t1 = min(L, t0 + WK_CU_ATT_CHUNK), nk = t1 - t0;
+    const int kvh = h / (n_head / n_head_kv);
+    const size_t kvd = (size_t)n_head_kv * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int d = tid; d < hd; d += blockDim.x) qs[d] = q[(size_t)h * hd + d];
+    __syncthreads();
+    const int lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
+    for (int t = warp; t < nk; t += nw) {
+        const __half2 *kr = reinterpret_cast<const __half2 *>(kc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
+        float acc = 0.0f;
+        for (int d2 = lane; d2 < hd / 2; d2 += 32) {
+            float2 kf = __half22float2(kr[d2]);
+            acc = fmaf(qs[2 * d2], kf.x, acc);
+            acc = fmaf(qs[2 * d2 + 1], kf.y, acc);
+        }
+        acc = wk_warp_sum(acc);
+        if (lane == 0) sc[t] = acc * scale;
+    }
+    __syncthreads();
+    float mx = -INFINITY;
+    for (int t = tid; t < nk; t += blockDim.x) mx = fmaxf(mx, sc[t]);
+    mx = block_max_f(mx, red);
+    float sum = 0.0f;
+    for (int t = tid; t < nk; t += blockDim.x) {
+        float p = expf(sc[t] - mx);
+        sc[t] = p;
+        sum += p;
+    }
+    sum = block_sum_f(sum, red); // ends with a barrier: sc is complete
+    float *out = part + ((size_t)h * max_split + s) * (hd + 2);
+    const __half *vb = vc + (size_t)t0 * kvd + (size_t)kvh * hd;
+    for (int d = tid; d < hd; d += blockDim.x) {
+        float o = 0.0f;
+        for (int t = 0; t < nk; t++) o = fmaf(sc[t], __half2float(vb[(size_t)t * kvd + d]), o);
+        out[2 + d] = o / sum;
+    }
+    if (tid == 0) {
+        out[0] = mx;
+        out[1] = sum;
+    }
+}
+
+cudaError_t wk_cu_attn_decode(const float *q, const __half *kc, const __half *vc, const int *d_pos, int n_head,
+                              int n_head_kv, int head_dim, int max_split, float *part, cudaStream_t st) {
+    dim3 grid(n_head, max_split);
+    attn_decode_kernel<<<grid, WK_CU_ATT_THREADS, 0, st>>>(q, kc, vc, d_pos, n_head, n_head_kv, head_dim,
+                                                           max_split, part);
+    return cudaGetLastError();
+}
+
+// --- row kernels -------------------------------------------------------------------
+
+__global__ void embed_kernel(wk_cu_mat m, int n_embd, const int32_t *tok, float *x) {
+    const int r = blockIdx.x;
+    const uint8_t *row = m.w + (size_t)tok[r] * m.row_bytes;
+    float *out = x + (size_t)r * n_embd;
+    if (n_embd % 32 == 0) {
+        for (int j = threadIdx.x; j < n_embd / 32; j += blockDim.x) {
+            float v[32];
+            WK_TYPE_SWITCH(m.type, wk_deq32<T_>(row, j, v));
+#pragma unroll
+            for (int e = 0; e < 32; e++) out[32 * j + e] = v[e];
+        }
+    } else {
+        for (int i = threadIdx.x; i < n_embd; i += blockDim.x) out[i] = wk_deq1(m.type, row, i);
+    }
+}
+
+cudaError_t wk_cu_embed(const wk_cu_mat &embd, int n_embd, const int32_t *tok, int n, float *x, cudaStream_t st) {
+    embed_kernel<<<n, 128, 0, st>>>(embd, n_embd, tok, x);
+    return cudaGetLastError();
+}
+
+__global__ void rmsnorm_kernel(const float *x, const float *w, int n, float eps, float *y, __half *y16) {
+    __shared__ double red[32];
+    const float *xr = x + (size_t)blockIdx.x * n;
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = block_sum_d(ss, red);
+    const float scale = (float)(1.0 / sqrt(ss / n + (double)eps));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = xr[i] * scale * w[i];
+        y[(size_t)blockIdx.x * n + i] = v;
+        if (y16) y16[(size_t)blockIdx.x * n + i] = __float2half(v);
+    }
+}
+
+cudaError_t wk_cu_rmsnorm(const float *x, const float *w, int n, int n_embd, float eps, float *y, __half *y16,
+                          cudaStream_t st) {
+    rmsnorm_kernel<<<n, 256, 0, st>>>(x, w, n_embd, eps, y, y16);
+    return cudaGetLastError();
+}
+
+__global__ void dequant_f16_kernel(wk_cu_mat m, int n_in, int row0, int n_rows, __half *out) {
+    const size_t stride = (size_t)gridDim.x * blockDim.x;
+    if (n_in % 32 == 0) {
+        const int nU = n_in / 32;
+        const size_t total = (size_t)n_rows * nU;
+        for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += stride) {
+            const int r = (int)(t / nU), j = (int)(t % nU);
+            const uint8_t *row = m.w + (size_t)(row0 + r) * m.row_bytes;
+            float v[32];
+            WK_TYPE_SWITCH(m.type, wk_deq32<T_>(row, j, v));
+            __half2 *o = reinterpret_cast<__half2 *>(out + (size_t)r * n_in + 32 * j);
+#pragma unroll
+            for (int e = 0; e < 16; e++) o[e] = __floats2half2_rn(v[2 * e], v[2 * e + 1]);
+        }
+    } else {
+        const size_t total = (size_t)n_rows * n_in;
+        for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < total; t += stride) {
+            const int r = (int)(t / n_in), i = (int)(t % n_in);
+            out[t] = __float2half(wk_deq1(m.type, m.w + (size_t)(row0 + r) * m.row_bytes, i));
+        }
+    }
+}
+
+cudaError_t wk_cu_dequant_f16(const wk_cu_mat &m, int n_in, int row0, int n_rows, __half *out, cudaStream_t st) {
+    dequant_f16_kernel<<<1024, 256, 0, st>>>(m, n_in, row0, n_rows, out);
+    return cudaGetLastError();
+}
+
+__global__ void to_f16_kernel(const float *x, size_t n, __half *y) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        y[i] = __float2half(x[i]);
+}
+
+cudaError_t wk_cu_to_f16(const float *x, size_t n, __half *y, cudaStream_t st) {
+    int blocks = (int)((n + 255) / 256);
+    if (blocks > 4096) blocks = 4096;
+    to_f16_kernel<<<blocks, 256, 0, st>>>(x, n, y);
+    return cudaGetLastError();
+}
+
+__global__ void qkv_post_kernel(float *q, const float *k, const float *v, const float *bq, const float *bk,
+                                const float *bv, const float2 *rope_cs, int pos0, int n_head, int n_head_kv,
+                                int hd, int rope_dim, int neox, __half *kc, __half *vc) {
+    const int t = blockIdx.x, pos = pos0 + t, hp = hd / 2;
+    const int qd = n_head * hd, kvd = n_head_kv * hd;
+    const int uq = n_head * hp, uk = n_head_kv * hp;
+    for (int u = threadIdx.x; u < uq + uk; u += blockDim.x) {
+        const bool isq = u < uq;
+        const int uu = isq ? u : u - uq, head = uu / hp, i = uu % hp;
+        int p0, p1;
+        const bool rot = rope_pair(i, rope_dim, neox, &p0, &p1);
+        const int r0 = head * hd + p0, r1 = head * hd + p1;
+        const float *src = isq ? q + (size_t)t * qd : k + (size_t)t * kvd;
+        const float *b = isq ? bq : bk;
+        float a0 = src[r0], a1 = src[r1];
+        if (b) {
+            a0 += b[r0];
+            a1 += b[r1];
+        }
+        if (rot) {
+            float2 cs = rope_cs[(size_t)pos * (rope_dim / 2) + i];
+            float x0 = a0, x1 = a1;
+            a0 = x0 * cs.x - x1 * cs.y;
+            a1 = x0 * cs.y + x1 * cs.x;
+        }
+        if (isq) {
+            q[(size_t)t * qd + r0] = a0;
+            q[(size_t)t * qd + r1] = a1;
+        } else {
+            kc[(size_t)pos * kvd + r0] = __float2half(a0);
+            kc[(size_t)pos * kvd + r1] = __float2half(a1);
+        }
+    }
+    for (int r = threadIdx.x; r < kvd; r += blockDim.x) {
+        float a = v[(size_t)t * kvd + r] + (bv ? bv[r] : 0.0f);
+        vc[(size_t)pos * kvd + r] = __float2half(a);
+    }
+}
+
+cudaError_t wk_cu_qkv_post(float *q, const float *k, const float *v, const float *bq, const float *bk,
+                           const float *bv, const float2 *rope_cs, int n, int pos0, int n_head, int n_head_kv,
+                           int head_dim, int rope_dim, int rope_neox, __half *kc, __half *vc, cudaStream_t st) {
+    qkv_post_kernel<<<n, 256, 0, st>>>(q, k, v, bq, bk, bv, rope_cs, pos0, n_head, n_head_kv, head_dim, rope_dim,
+                                       rope_neox, kc, vc);
+    return cudaGetLastError();
+}
+
+/* Prefill attention: block = (head, 8 queries), one warp per query; K/V
+ * tiles of 32 keys staged in shared memory (f32, rows padded by one word),
+ * online softmax in fp32. No n×n matrix anywhere. */
+#define PF_Q 8
+#define PF_K 32
+__global__ void __launch_bounds__(PF_Q * 32)
+    attn_prefill_kernel(const float *q, const __half *kc, const __half *vc, int n, int pos0, int n_head,
+                        int n_head_kv, int hd, float *out) {
+    extern __shared__ float sm[];
+    float *Ks = sm, *Vs = sm + PF_K * (hd + 1), *Qs = sm + 2 * PF_K * (hd + 1);
+    const int h = blockIdx.x, qi0 = blockIdx.y * PF_Q;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const int i = qi0 + w;
+    const bool valid = i < n;
+    const int pos_q = pos0 + i;
+    const int last_key = pos0 + min(n - 1, qi0 + PF_Q - 1);
+    const int kvh = h / (n_head / n_head_kv);
+    const size_t kvd = (size_t)n_head_kv * hd, qd = (size_t)n_head * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int d = lane; d < hd; d += 32) Qs[w * hd + d] = valid ? q[(size_t)i * qd + (size_t)h * hd + d] : 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    float o[WK_CU_MAX_HEAD_DIM / 32];
+#pragma unroll
+    for (int k = 0; k < WK_CU_MAX_HEAD_DIM / 32; k++) o[k] = 0.0f;
+    for (int kt = 0; kt <= last_key; kt += PF_K) {
+        __syncthreads();
+        for (int idx = tid; idx < PF_K * hd; idx += blockDim.x) {
+            const int j = idx / hd, d = idx % hd, t = kt + j;
+            float kv = 0.0f, vv = 0.0f;
+            if (t <= last_key) {
+                kv = __half2float(kc[(size_t)t * kvd + (size_t)kvh * hd + d]);
+                vv = __half2float(vc[(size_t)t * kvd + (size_t)kvh * hd + d]);
+            }
+            Ks[j * (hd + 1) + d] = kv;
+            Vs[j * (hd + 1) + d] = vv;
+        }
+        __syncthreads();
+        if (!valid || kt > pos_q) continue;
+        const int t = kt + lane;
+        float s = -INFINITY;
+        if (t <= pos_q) {
+            float acc = 0.0f;
+            for (int d = 0; d < hd; d++) acc = fmaf(Qs[w * hd + d], Ks[lane * (hd + 1) + d], acc);
+            s = acc * scale;
+        }
+        const float m_new = fmaxf(m, wk_warp_max(s));
+        const float p = t <= pos_q ? expf(s - m_new) : 0.0f;
+        const float corr = expf(m - m_new);
+        l = l * corr + wk_warp_sum(p);
+#pragma unroll
+        for (int k = 0; k < WK_CU_MAX_HEAD_DIM / 32; k++) o[k] *= corr;
+        const int jmax = min(PF_K, pos_q - kt + 1);
+        for (int j = 0; j < jmax; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+#pragma unroll
+            for (int k = 0; k < WK_CU_MAX_HEAD_DIM / 32; k++) {
+                const int d = lane + 32 * k;
+                if (d < hd) o[k] = fmaf(pj, Vs[j * (hd + 1) + d], o[k]);
+            }
+        }
+        m = m_new;
+    }
+    if (valid) {
+#pragma unroll
+        for (int k = 0; k < WK_CU_MAX_HEAD_DIM / 32; k++) {
+            const int d = lane + 32 * k;
+            if (d < hd) out[(size_t)i * qd + (size_t)h * hd + d] = o[k] / l;
+        }
+    }
+}
+
+static size_t attn_prefill_smem(int hd) { return (size_t)(2 * PF_K * (hd + 1) + PF_Q * hd) * sizeof(float); }
+
+cudaError_t wk_cu_attn_prefill(const float *q, const __half *kc, const __half *vc, int n, int pos0, int n_head,
+                               int n_head_kv, int head_dim, float *out, cudaStream_t st) {
+    dim3 grid(n_head, wk_cdiv(n, PF_Q));
+    attn_prefill_kernel<<<grid, PF_Q * 32, attn_prefill_smem(head_dim), st>>>(q, kc, vc, n, pos0, n_head,
+                                                                               n_head_kv, head_dim, out);
+    return cudaGetLastError();
+}
+
+__global__ void swiglu_kernel(const float *g, const float *u, size_t n, float *act, __half *act16) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        float gv = g[i];
+        float v = gv / (1.0f + expf(-gv)) * u[i];
+        act[i] = v;
+        if (act16) act16[i] = __float2half(v);
+    }
+}
+
+cudaError_t wk_cu_swiglu(const float *g, const float *u, size_t n, float *act, __half *act16, cudaStream_t st) {
+    int blocks = (int)((n + 255) / 256);
+    if (blocks > 4096) blocks = 4096;
+    swiglu_kernel<<<blocks, 256, 0, st>>>(g, u, n, act, act16);
+    return cudaGetLastError();
+}
+
+__global__ void add_kernel(float *x, const float *y, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        x[i] += y[i];
+}
+
+cudaError_t wk_cu_add(float *x, const float *y, size_t n, cudaStream_t st) {
+    int blocks = (int)((n + 255) / 256);
+    if (blocks > 4096) blocks = 4096;
+    add_kernel<<<blocks, 256, 0, st>>>(x, y, n);
+    return cudaGetLastError();
+}
+
+/* Raise the dynamic shared-memory limits for the largest shapes of the model. */
+cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim) {
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)((size_t)max_n_in * sizeof(float)));
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(attn_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)attn_prefill_smem(head_dim));
+}

@@ -1,0 +1,373 @@
+/* sample.cu — the sampler on the GPU, mirroring worker/sample.c step by step
+ * (see worker/sample.h): repetition penalty, greedy argmax (ties to the lower
+ * id), temperature, top-k, softmax (weights in double, relative to the max),
+ * top-p, min-p, renormalization and the draw u = wk_rng_u01(seed, step) over
+ * the order (value descending, id ascending); logprob and top-N from the
+ * log-softmax of the raw logits.
+ *
+ * The order is made by a stable radix sort (cub) of 32-bit keys whose
+ * ascending order is the value's descending order, over ids in ascending
+ * order, so ties fall to the lower id as on the CPU. Sums are in double with
+ * a fixed order; the only differences from the CPU are the association of
+ * those double sums (about 1e-16 relative).
+ */
+#include <cub/cub.cuh>
+#include <math.h>
+
+#include "cuda/kernels.cuh"
+#include "worker/rng.h"
+
+#define RED_THREADS 256
+#define SEL_THREADS 1024
+
+struct red_part {
+    float zbest;   /* best penalized value of the block */
+    int32_t zarg;  /* its id */
+    float rmax;    /* max raw logit (NaN -> -inf) */
+    double rsum;   /* sum exp(raw - rmax), double */
+};
+
+__device__ __forceinline__ uint32_t fkey_d(float f) {
+    if (f == 0.0f) f = 0.0f;
+    uint32_t u = __float_as_uint(f);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ~u;
+}
+
+__device__ __forceinline__ float clean(float v) { return v == v ? v : -INFINITY; }
+
+static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static int red_blocks(int n) {
+    int b = (n + 4095) / 4096;
+    return b < 1 ? 1 : (b > 256 ? 256 : b);
+}
+
+static size_t cub_bytes(int n) {
+    size_t bytes = 0;
+    cub::DoubleBuffer<uint32_t> dk(nullptr, nullptr);
+    cub::DoubleBuffer<int32_t> dv(nullptr, nullptr);
+    cub::DeviceRadixSort::SortPairs(nullptr, bytes, dk, dv, n);
+    return bytes;
+}
+
+size_t wk_cu_sampler_bytes(int n_vocab, int hist_cap) {
+    size_t n = (size_t)n_vocab;
+    return al256(n * 4) + 4 * al256(n * 4) + al256((n + 1) * 8) + al256(n / 8 + 1) + al256((size_t)hist_cap * 4) +
+           al256((size_t)red_blocks(n_vocab) * sizeof(red_part)) + al256(cub_bytes(n_vocab)) +
+           al256(sizeof(wk_cu_sample_res));
+}
+
+void wk_cu_sampler_init(wk_cu_sampler *s, int n_vocab, int hist_cap, uint8_t *mem) {
+    size_t n = (size_t)n_vocab;
+    s->n_vocab = n_vocab;
+    s->n_red = red_blocks(n_vocab);
+    s->hist_cap = hist_cap;
+    s->z = (float *)mem; mem += al256(n * 4);
+    s->keys[0] = (uint32_t *)mem; mem += al256(n * 4);
+    s->keys[1] = (uint32_t *)mem; mem += al256(n * 4);
+    s->ids[0] = (int32_t *)mem; mem += al256(n * 4);
+    s->ids[1] = (int32_t *)mem; mem += al256(n * 4);
+    s->w = (double *)mem; mem += al256((n + 1) * 8);
+    s->seen = mem; mem += al256(n / 8 + 1);
+    s->hist = (int32_t *)mem; mem += al256((size_t)hist_cap * 4);
+    s->red = mem; mem += al256((size_t)s->n_red * sizeof(red_part));
+    s->cub_bytes = cub_bytes(n_vocab);
+    s->cub_tmp = mem; mem += al256(s->cub_bytes);
+    s->res = (wk_cu_sample_res *)mem;
+}
+
+// --- kernels -------------------------------------------------------------------------
+
+__global__ void clean_kernel(const float *logits, int n, float *z, uint8_t *seen) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        z[i] = clean(logits[i]);
+        if (i <= n / 8) seen[i] = 0;
+    }
+}
+
+/* Sequential on purpose: each distinct id of the window once, in order. */
+__global__ void penalty_kernel(float *z, uint8_t *seen, int n, const int32_t *hist, int n_hist, float pen) {
+    for (int j = 0; j < n_hist; j++) {
+        int id = hist[j];
+        if (id < 0 || id >= n) continue;
+        uint8_t bit = (uint8_t)(1u << (id & 7));
+        if (seen[id >> 3] & bit) continue;
+        seen[id >> 3] |= bit;
+        z[id] = z[id] > 0.0f ? z[id] / pen : z[id] * pen;
+    }
+}
+
+/* Per block over a contiguous range: argmax of zsrc, max of raw, and
+ * sum exp(raw - max) in double. */
+__global__ void __launch_bounds__(RED_THREADS) reduce1_kernel(const float *zsrc, const float *raw, int n, red_part *part) {
+    __shared__ float sv[RED_THREADS];
+    __shared__ int si[RED_THREADS];
+    __shared__ double sd[RED_THREADS];
+    const int chunk = (n + gridDim.x - 1) / gridDim.x;
+    const int b0 = blockIdx.x * chunk, b1 = min(n, b0 + chunk), tid = threadIdx.x;
+    float bv = -INFINITY, rm = -INFINITY;
+    int bi = n;
+    for (int i = b0 + tid; i < b1; i += blockDim.x) {
+        float v = clean(zsrc[i]);
+        if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+        rm = fmaxf(rm, clean(raw[i]));
+    }
+    sv[tid] = bv; si[tid] = bi;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (tid < s) {
+            float v = sv[tid + s];
+            int i = si[tid + s];
+            if (v > sv[tid] || (v == sv[tid] && i < si[tid])) { sv[tid] = v; si[tid] = i; }
+        }
+        __syncthreads();
+    }
+    const float zb = sv[0];
+    const int za = si[0];
+    __syncthreads();
+    sv[tid] = rm;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (tid < s) sv[tid] = fmaxf(sv[tid], sv[tid + s]);
+        __syncthreads();
+    }
+    const float M = sv[0];
+    double acc = 0.0;
+    if (M != -INFINITY)
+        for (int i = b0 + tid; i < b1; i += blockDim.x) {
+            float v = raw[i];
+            if (v == v) acc += exp((double)v - (double)M);
+        }
+    sd[tid] = acc;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (tid < s) sd[tid] += sd[tid + s];
+        __syncthreads();
+    }
+    if (tid == 0) {
+        part[blockIdx.x].zbest = zb;
+        part[blockIdx.x].zarg = za;
+        part[blockIdx.x].rmax = M;
+        part[blockIdx.x].rsum = sd[0];
+    }
+}
+
+__global__ void reduce2_kernel(const red_part *part, int n_part, int n, wk_cu_sample_res *res) {
+    if (threadIdx.x != 0) return;
+    float bv = -INFINITY;
+    int bi = n;
+    float M = -INFINITY;
+    for (int b = 0; b < n_part; b++) {
+        if (part[b].zbest > bv || (part[b].zbest == bv && part[b].zarg < bi)) { bv = part[b].zbest; bi = part[b].zarg; }
+        M = fmaxf(M, part[b].rmax);
+    }
+    if (bi >= n) bi = 0;
+    double s = 0.0;
+    if (M != -INFINITY)
+        for (int b = 0; b < n_part; b++)
+            if (part[b].rmax != -INFINITY) s += part[b].rsum * exp((double)part[b].rmax - (double)M);
+    res->argmax = bi;
+    res->token = bi;
+    res->lse = M == -INFINITY ? (double)NAN : (double)M + log(s);
+    res->n_top = 0;
+}
+
+__global__ void keys_kernel(const float *z, int n, float temp, uint32_t *keys, int32_t *ids) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        float v = temp > 0.0f ? z[i] / temp : clean(z[i]);
+        keys[i] = fkey_d(v);
+        ids[i] = i;
+    }
+}
+
+__device__ int block_min_i(int v, int *red) {
+    __syncthreads();
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) red[threadIdx.x] = min(red[threadIdx.x], red[threadIdx.x + s]);
+        __syncthreads();
+    }
+    int r = red[0];
+    __syncthreads();
+    return r;
+}
+
+__device__ int block_max_i(int v, int *red) {
+    __syncthreads();
+    red[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) red[threadIdx.x] = max(red[threadIdx.x], red[threadIdx.x + s]);
+        __syncthreads();
+    }
+    int r = red[0];
+    __syncthreads();
+    return r;
+}
+
+/* Steps 4-8 over the sorted order (ids): see sample.c sample_temperature. */
+__global__ void __launch_bounds__(SEL_THREADS)
+    select_kernel(const float *z, float temp, const int32_t *ids, int n, int top_k, float top_p_f, float min_p_f,
+                  double u, double *w, wk_cu_sample_res *res) {
+    __shared__ double cs[SEL_THREADS]; /* chunk sums, then exclusive prefixes */
+    __shared__ int ri[SEL_THREADS];
+    const int tid = threadIdx.x;
+    const int K = (top_k > 0 && top_k < n) ? top_k : n;
+    const float zmax_f = z[ids[0]] / temp;
+    if (!isfinite(zmax_f)) return; /* degenerate: res->token stays the argmax */
+    const double zmax = zmax_f;
+    const bool use_top_p = top_p_f > 0.0f && top_p_f < 1.0f, use_min_p = min_p_f > 0.0f;
+    const double top_p = top_p_f, min_p = min_p_f;
+    const int C = (K + SEL_THREADS - 1) / SEL_THREADS;
+    const int c0 = min(K, tid * C), c1 = min(K, c0 + C);
+    double acc = 0.0;
+    for (int j = c0; j < c1; j++) {
+        double wj = exp((double)(z[ids[j]] / temp) - zmax);
+        w[j] = wj;
+        acc += wj;
+    }
+    cs[tid] = acc;
+    __syncthreads();
+    if (tid == 0) {
+        double run = 0.0;
+        for (int t = 0; t < SEL_THREADS; t++) {
+            double c = cs[t];
+            cs[t] = run;
+            run += c;
+        }
+        w[n] = run; /* s0: scratch slot past the weights */
+    }
+    __syncthreads();
+    const double s0 = w[n];
+    const double excl = cs[tid];
+    // 6. top-p
+    int n_keep = K;
+    if (use_top_p) {
+        const double need = top_p * s0;
+        double a = excl;
+        int cand = K;
+        for (int j = c0; j < c1; j++) {
+            a += w[j];
+            if (a >= need) { cand = j + 1; break; }
+        }
+        n_keep = block_min_i(cand, ri);
+    }
+    // 7. min-p (w[0] == 1 is the max)
+    if (use_min_p) {
+        int cand = n_keep;
+        for (int j = max(c0, 1); j < min(c1, n_keep); j++)
+            if (w[j] < min_p) { cand = j; break; }
+        n_keep = block_min_i(cand, ri);
+    }
+    // 8. renormalize and draw
+    double total = s0;
+    const bool kept_all = n_keep == K;
+    if (!kept_all) {
+        double part = 0.0;
+        if (c0 < n_keep) {
+            part = excl;
+            for (int j = c0; j < min(c1, n_keep); j++) part += w[j];
+        }
+        // the prefix through n_keep-1 is in the thread whose chunk holds it
+        const int owner = (n_keep - 1) / C;
+        __syncthreads();
+        if (tid == owner) cs[0] = part; // cs no longer needed except excl (held in a register)
+        __syncthreads();
+        total = cs[0];
+    }
+    const double target = u * total;
+    int cand = n;
+    {
+        double a = excl;
+        for (int j = c0; j < min(c1, n_keep); j++) {
+            a += w[j];
+            if (a > target) { cand = j; break; }
+        }
+    }
+    int pick = block_min_i(cand, ri);
+    if (pick >= n) {
+        int last = -1;
+        for (int j = c0; j < min(c1, n_keep); j++)
+            if (w[j] > 0.0) last = j;
+        pick = block_max_i(last, ri);
+        if (pick < 0) pick = 0;
+    }
+    if (tid == 0) res->token = ids[pick];
+}
+
+/* logprob of the chosen token and the top-N (sorted raw order in ids). */
+__global__ void finalize_kernel(const float *raw, int n, const int32_t *ids, int n_top, wk_cu_sample_res *res) {
+    if (threadIdx.x != 0) return;
+    const double lse = res->lse;
+    const bool uniform = lse != lse;
+    const float lpu = (float)-log((double)n);
+    float tv = raw[res->token];
+    res->logprob = uniform ? lpu : (tv == tv ? (float)((double)tv - lse) : -INFINITY);
+    res->n_top = n_top;
+    for (int j = 0; j < n_top; j++) {
+        int id = ids[j];
+        res->top_ids[j] = id;
+        res->top_logprobs[j] = uniform ? lpu : (float)((double)clean(raw[id]) - lse);
+    }
+}
+
+// --- launcher ------------------------------------------------------------------------
+
+#define TRY_LAUNCH()                                  \
+    do {                                              \
+        cudaError_t e_ = cudaGetLastError();          \
+        if (e_ != cudaSuccess) return e_;             \
+    } while (0)
+
+cudaError_t wk_cu_sample(wk_cu_sampler *s, const float *logits, const struct wk_sampling *p, int n_hist,
+                         uint64_t step, cudaStream_t st) {
+    const int n = s->n_vocab;
+    const int eb = (n + 255) / 256 < 1024 ? (n + 255) / 256 : 1024;
+    const bool pen = p->repetition_penalty != 1.0f && n_hist > 0;
+    const float *zsrc = logits;
+    if (pen || p->temperature > 0.0f) {
+        clean_kernel<<<eb, 256, 0, st>>>(logits, n, s->z, s->seen);
+        TRY_LAUNCH();
+        zsrc = s->z;
+    }
+    if (pen) {
+        penalty_kernel<<<1, 1, 0, st>>>(s->z, s->seen, n, s->hist, n_hist, p->repetition_penalty);
+        TRY_LAUNCH();
+    }
+    red_part *part = (red_part *)s->red;
+    reduce1_kernel<<<s->n_red, RED_THREADS, 0, st>>>(zsrc, logits, n, part);
+    TRY_LAUNCH();
+    reduce2_kernel<<<1, 32, 0, st>>>(part, s->n_red, n, s->res);
+    TRY_LAUNCH();
+    if (p->temperature > 0.0f) {
+        keys_kernel<<<eb, 256, 0, st>>>(s->z, n, p->temperature, s->keys[0], s->ids[0]);
+        TRY_LAUNCH();
+        cub::DoubleBuffer<uint32_t> dk(s->keys[0], s->keys[1]);
+        cub::DoubleBuffer<int32_t> dv(s->ids[0], s->ids[1]);
+        size_t bytes = s->cub_bytes;
+        cudaError_t e = cub::DeviceRadixSort::SortPairs(s->cub_tmp, bytes, dk, dv, n, 0, 32, st);
+        if (e != cudaSuccess) return e;
+        const double u = wk_rng_u01(p->seed, step);
+        select_kernel<<<1, SEL_THREADS, 0, st>>>(s->z, p->temperature, dv.Current(), n, p->top_k, p->top_p,
+                                                 p->min_p, u, s->w, s->res);
+        TRY_LAUNCH();
+    }
+    int n_top = p->n_logprobs < 0 ? 0 : p->n_logprobs;
+    if (n_top > WK_MAX_LOGPROBS) n_top = WK_MAX_LOGPROBS;
+    if (n_top > n) n_top = n;
+    const int32_t *top_ids = s->ids[0];
+    if (n_top > 0) {
+        keys_kernel<<<eb, 256, 0, st>>>(logits, n, 0.0f, s->keys[0], s->ids[0]);
+        TRY_LAUNCH();
+        cub::DoubleBuffer<uint32_t> dk(s->keys[0], s->keys[1]);
+        cub::DoubleBuffer<int32_t> dv(s->ids[0], s->ids[1]);
+        size_t bytes = s->cub_bytes;
+        cudaError_t e = cub::DeviceRadixSort::SortPairs(s->cub_tmp, bytes, dk, dv, n, 0, 32, st);
+        if (e != cudaSuccess) return e;
+        top_ids = dv.Current();
+    }
+    finalize_kernel<<<1, 32, 0, st>>>(logits, n, top_ids, n_top, s->res);
+    return cudaGetLastError();
+}

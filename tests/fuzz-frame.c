@@ -1,0 +1,69 @@
+/* fuzz-frame.c — libFuzzer target for the frame decoder and Request decoding.
+ *
+ *   CC=clang meson setup build-fuzz -Dfuzz=true -Dcuda=disabled
+ *   ninja -C build-fuzz tests/fuzz-frame && ./build-fuzz/tests/fuzz-frame -max_total_time=60
+ *
+ * The input is split into chunks whose sizes come from the input itself, so
+ * the decoder sees every way a stream can be cut. Invariants checked (abort
+ * on violation): every call makes progress or asks for more, never consumes
+ * more than given, a message never exceeds the maximum, and once the flag byte
+ * is bad the decoder stays dead. Each whole frame is also unpacked as a
+ * Request, as the worker's reader does.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker.pb-c.h"
+#include "worker/frame.h"
+
+#define FUZZ_MAX_FRAME 4096
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 1) return 0;
+    size_t step = (size_t)(data[0] % 17) + 1; /* chunk size 1..17, 17 = "all at once" */
+    data++;
+    size--;
+    if (step == 17) step = size ? size : 1;
+
+    struct wk_frame_dec d;
+    wk_frame_dec_init(&d, FUZZ_MAX_FRAME);
+    bool dead = false;
+    size_t off = 0;
+    while (off < size) {
+        size_t len = size - off < step ? size - off : step;
+        struct wk_frame_info info;
+        size_t used = (size_t)-1;
+        enum wk_frame_ev ev = wk_frame_dec_feed(&d, data + off, len, &used, &info);
+        if (used > len) abort();
+        if (dead && ev != WK_FRAME_BAD_FLAG) abort();
+        switch (ev) {
+        case WK_FRAME_NEED_MORE:
+            if (used != len) abort();
+            break;
+        case WK_FRAME_MSG: {
+            if (info.len > FUZZ_MAX_FRAME) abort();
+            Orcd__V1__Request *r = orcd__v1__request__unpack(NULL, (size_t)info.len, info.payload);
+            if (r) orcd__v1__request__free_unpacked(r, NULL);
+            (void)wk_frame_peek_id(info.payload, (size_t)info.len);
+            break;
+        }
+        case WK_FRAME_OVERSIZE:
+            if (info.len <= FUZZ_MAX_FRAME && !info.oom) abort();
+            break;
+        case WK_FRAME_BAD_FLAG:
+            dead = true;
+            break;
+        default:
+            abort(); /* the decoder itself never reports reader events */
+        }
+        if (dead) break;
+        if (used == 0 && ev == WK_FRAME_NEED_MORE) abort();
+        off += used;
+    }
+    (void)wk_frame_dec_mid_frame(&d, NULL, NULL);
+    wk_frame_dec_free(&d);
+    return 0;
+}

@@ -1,0 +1,1546 @@
+/* test-worker.c — integration tests: spawn the real worker binary
+ * ($ORCD_WORKER) and drive it through pipes, as a pool manager would.
+ *
+ * Every read has a deadline (poll), so a hung worker fails the test instead
+ * of hanging it. Models: ../shared/models/stories260K.gguf (llama, SPM with
+ * byte fallback) and tiny-qwen2-f32.gguf (qwen2, ChatML); tests skip with a
+ * "SKIP" line when a model is absent. Expected greedy outputs come from the
+ * llama.cpp reference logs in ../shared/reference, parsed at run time.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loader/chat.h"
+#include "loader/model.h"
+#include "loader/tokenizer.h"
+#include "tests/testutil.h"
+#include "worker.pb-c.h"
+#include "worker/frame.h"
+
+#define TIMEOUT_MS 20000
+#define MAXTOK 4096
+
+typedef Orcd__V1__Response Resp;
+
+/* --- the worker process ----------------------------------------------------- */
+
+struct proc {
+    pid_t pid;
+    int to;   /* worker stdin (write end), -1 once closed */
+    int from; /* worker stdout (read end) */
+    struct wk_frame_reader *rd;
+};
+
+static const char *model_path(const char *file) {
+    static char buf[4][1024];
+    static int k;
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s", file);
+    k = (k + 1) % 4;
+    return tu_shared_path(buf[k], sizeof buf[k], rel);
+}
+
+static bool have_model(const char *file) { return tu_have_file(model_path(file), file); }
+
+/* Spawn the worker on a model (a path under ../shared/models or absolute)
+ * with extra args (NULL-terminated). Does not wait for Ready. */
+static struct proc *spawn_raw(const char *model, const char *const *extra) {
+    const char *worker = getenv("ORCD_WORKER");
+    ck_assert_msg(worker && *worker, "ORCD_WORKER is not set");
+    const char *argv[32];
+    int n = 0;
+    argv[n++] = worker;
+    argv[n++] = "--model";
+    argv[n++] = model[0] == '/' ? model : model_path(model);
+    argv[n++] = "--device";
+    argv[n++] = "cpu";
+    argv[n++] = "--log-level";
+    argv[n++] = getenv("ORCD_TEST_LOG") ? getenv("ORCD_TEST_LOG") : "warn";
+    for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    int in[2], out[2];
+    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        signal(SIGPIPE, SIG_DFL);
+        execv(worker, (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    signal(SIGPIPE, SIG_IGN); /* our writes to a dead worker must fail, not kill us */
+    struct proc *p = calloc(1, sizeof *p);
+    p->pid = pid;
+    p->to = in[1];
+    p->from = out[0];
+    p->rd = malloc(sizeof *p->rd);
+    wk_frame_reader_init(p->rd, p->from, 64u << 20);
+    return p;
+}
+
+static void send_raw(struct proc *p, const void *buf, size_t len) {
+    char err[128];
+    ck_assert_int_eq(wk_write_full(p->to, buf, len, err, sizeof err), WK_STATUS_OK);
+}
+
+static void send_req(struct proc *p, const Orcd__V1__Request *r) {
+    uint8_t *fr;
+    size_t len;
+    char err[128];
+    ck_assert_int_eq(wk_frame_pack(&r->base, &fr, &len, err, sizeof err), WK_STATUS_OK);
+    send_raw(p, fr, len);
+    free(fr);
+}
+
+/* Next response, or NULL at EOF / timeout (*why says which). */
+static Resp *recv_resp_opt(struct proc *p, int timeout_ms, const char **why) {
+    struct wk_frame_info info;
+    enum wk_frame_ev ev = wk_frame_reader_next(p->rd, timeout_ms, -1, &info);
+    if (ev != WK_FRAME_MSG) {
+        if (why)
+            *why = ev == WK_FRAME_TIMEOUT ? "timeout" : ev == WK_FRAME_EOF ? "eof" : "bad frame";
+        return NULL;
+    }
+    Resp *r = orcd__v1__response__unpack(NULL, (size_t)info.len, info.payload);
+    ck_assert_msg(r != NULL, "undecodable response frame (%" PRIu64 " bytes)", info.len);
+    return r;
+}
+
+static Resp *recv_resp(struct proc *p) {
+    const char *why = "";
+    Resp *r = recv_resp_opt(p, TIMEOUT_MS, &why);
+    ck_assert_msg(r != NULL, "no response from the worker: %s", why);
+    return r;
+}
+
+/* Wait for exit; returns the exit status, or -(signal). Fails on timeout. */
+static int wait_exit(struct proc *p, int timeout_ms) {
+    int status = 0;
+    for (int waited = 0;; waited += 10) {
+        pid_t w = waitpid(p->pid, &status, WNOHANG);
+        if (w == p->pid) break;
+        if (waited >= timeout_ms) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            ck_abort_msg("the worker did not exit within %d ms", timeout_ms);
+        }
+        usleep(10000);
+    }
+    p->pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static void close_stdin(struct proc *p) {
+    if (p->to >= 0) close(p->to);
+    p->to = -1;
+}
+
+static void proc_free(struct proc *p) {
+    if (!p) return;
+    close_stdin(p);
+    if (p->pid > 0) {
+        kill(p->pid, SIGKILL);
+        waitpid(p->pid, NULL, 0);
+    }
+    close(p->from);
+    wk_frame_reader_free(p->rd);
+    free(p->rd);
+    free(p);
+}
+
+static Resp *expect_ready(struct proc *p) {
+    Resp *r = recv_resp(p);
+    if (r->body_case == ORCD__V1__RESPONSE__BODY_ERROR)
+        ck_abort_msg("worker failed to load: %s", r->error->message);
+    ck_assert_int_eq(r->body_case, ORCD__V1__RESPONSE__BODY_READY);
+    ck_assert_uint_eq(r->id, 0);
+    return r;
+}
+
+static struct proc *spawn_ready(const char *model, const char *const *extra) {
+    struct proc *p = spawn_raw(model, extra);
+    orcd__v1__response__free_unpacked(expect_ready(p), NULL);
+    return p;
+}
+
+/* --- requests ---------------------------------------------------------------- */
+
+static void req_infer(struct proc *p, uint64_t id, Orcd__V1__InferRequest *inf) {
+    Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
+    r.id = id;
+    r.body_case = ORCD__V1__REQUEST__BODY_INFER;
+    r.infer = inf;
+    send_req(p, &r);
+}
+
+static void req_cancel(struct proc *p, uint64_t id, uint64_t target) {
+    Orcd__V1__CancelRequest c = ORCD__V1__CANCEL_REQUEST__INIT;
+    c.target_id = target;
+    Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
+    r.id = id;
+    r.body_case = ORCD__V1__REQUEST__BODY_CANCEL;
+    r.cancel = &c;
+    send_req(p, &r);
+}
+
+static void req_health(struct proc *p, uint64_t id) {
+    Orcd__V1__HealthRequest h = ORCD__V1__HEALTH_REQUEST__INIT;
+    Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
+    r.id = id;
+    r.body_case = ORCD__V1__REQUEST__BODY_HEALTH;
+    r.health = &h;
+    send_req(p, &r);
+}
+
+static void req_shutdown(struct proc *p, uint64_t id) {
+    Orcd__V1__ShutdownRequest s = ORCD__V1__SHUTDOWN_REQUEST__INIT;
+    Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
+    r.id = id;
+    r.body_case = ORCD__V1__REQUEST__BODY_SHUTDOWN;
+    r.shutdown = &s;
+    send_req(p, &r);
+}
+
+static Orcd__V1__InferRequest mk_prompt(const char *prompt, uint32_t max_tokens) {
+    Orcd__V1__InferRequest q = ORCD__V1__INFER_REQUEST__INIT;
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_PROMPT;
+    q.prompt = (char *)prompt;
+    q.max_tokens = max_tokens;
+    return q;
+}
+
+/* UTF-8 check written here, independent of the worker's own. */
+static bool utf8_ok_n(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i], need, min;
+        uint32_t cp;
+        if (c < 0x80) { i++; continue; }
+        if ((c & 0xE0) == 0xC0) need = 1, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0) need = 2, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0) need = 3, cp = c & 0x07, min = 0x10000;
+        else return false;
+        if (i + need >= n) return false;
+        for (unsigned k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += need + 1;
+    }
+    return true;
+}
+static bool utf8_ok(const char *s) { return utf8_ok_n(s, strlen(s)); }
+
+/* --- collecting one request's stream ------------------------------------------ */
+
+struct run {
+    bool started, done, error;
+    uint32_t prompt_tokens;
+    uint64_t seed;
+    int n;
+    int32_t ids[MAXTOK];
+    char *texts[MAXTOK];  /* each event's text */
+    char text[65536];     /* all event texts + Done.text */
+    Orcd__V1__FinishReason reason;
+    uint32_t completion_tokens;
+    double ttft_ms, decode_tps, total_ms;
+    Orcd__V1__ErrorCode code;
+    char message[512];
+    int n_other;          /* responses for other ids seen meanwhile */
+};
+
+static void run_free(struct run *r) {
+    for (int i = 0; i < r->n; i++) free(r->texts[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* Apply one response to r when it belongs to id; true once r has ended. */
+static bool run_feed(struct run *r, uint64_t id, const Resp *m) {
+    if (m->id != id) {
+        r->n_other++;
+        return false;
+    }
+    switch (m->body_case) {
+    case ORCD__V1__RESPONSE__BODY_STARTED:
+        ck_assert_msg(!r->started && r->n == 0, "request %" PRIu64 ": Started twice or late", id);
+        r->started = true;
+        r->prompt_tokens = m->started->prompt_tokens;
+        r->seed = m->started->seed;
+        return false;
+    case ORCD__V1__RESPONSE__BODY_TOKEN: {
+        ck_assert_msg(r->started, "request %" PRIu64 ": Token before Started", id);
+        ck_assert_int_lt(r->n, MAXTOK);
+        ck_assert_uint_eq(m->token->index, (uint32_t)r->n);
+        const char *t = m->token->text;
+        ck_assert_msg(utf8_ok(t), "request %" PRIu64 ": token %d text is not valid UTF-8", id, r->n);
+        r->ids[r->n] = m->token->id;
+        r->texts[r->n] = strdup(t);
+        strncat(r->text, t, sizeof r->text - strlen(r->text) - 1);
+        r->n++;
+        return false;
+    }
+    case ORCD__V1__RESPONSE__BODY_DONE:
+        r->done = true;
+        r->reason = m->done->reason;
+        r->completion_tokens = m->done->completion_tokens;
+        r->ttft_ms = m->done->time_to_first_token_ms;
+        r->decode_tps = m->done->decode_tokens_per_s;
+        r->total_ms = m->done->total_ms;
+        ck_assert_msg(utf8_ok(m->done->text), "Done.text is not valid UTF-8");
+        strncat(r->text, m->done->text, sizeof r->text - strlen(r->text) - 1);
+        return true;
+    case ORCD__V1__RESPONSE__BODY_ERROR:
+        r->error = true;
+        r->code = m->error->code;
+        snprintf(r->message, sizeof r->message, "%s", m->error->message);
+        return true;
+    default:
+        ck_abort_msg("request %" PRIu64 ": unexpected response case %d", id, m->body_case);
+        return true;
+    }
+}
+
+static void collect(struct proc *p, uint64_t id, struct run *r) {
+    for (;;) {
+        Resp *m = recv_resp(p);
+        bool end = run_feed(r, id, m);
+        orcd__v1__response__free_unpacked(m, NULL);
+        if (end) return;
+    }
+}
+
+static void infer(struct proc *p, uint64_t id, Orcd__V1__InferRequest *q, struct run *r) {
+    memset(r, 0, sizeof *r);
+    req_infer(p, id, q);
+    collect(p, id, r);
+}
+
+/* A short request that must succeed: the worker is still serving. */
+static void expect_serving(struct proc *p, uint64_t id) {
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 4);
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, id, &q, r);
+    ck_assert_msg(r->done, "request %" PRIu64 " failed: %s", id, r->message);
+    ck_assert_int_eq(r->n, 4);
+    ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+    run_free(r);
+    free(r);
+}
+
+static void expect_error(struct proc *p, uint64_t id, Orcd__V1__InferRequest *q,
+                         Orcd__V1__ErrorCode code, const char *needle) {
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, id, q, r);
+    ck_assert_msg(r->error, "request %" PRIu64 ": expected an error naming '%s'", id, needle);
+    ck_assert_msg(!r->started, "request %" PRIu64 ": Started before a validation error", id);
+    ck_assert_int_eq(r->code, code);
+    ck_assert_msg(strstr(r->message, needle), "error '%s' does not name '%s'", r->message, needle);
+    run_free(r);
+    free(r);
+}
+
+/* --- llama.cpp reference logs --------------------------------------------------- */
+
+struct ref {
+    int n_prompt, n_gen;
+    int32_t prompt_ids[512], gen_ids[512];
+    char text[8192]; /* the raw completion text */
+};
+
+static int parse_ids(const char *line, int32_t *out, int max) {
+    int n = 0;
+    const char *p = strchr(line, ':');
+    if (!p) return 0;
+    p++;
+    while (n < max) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        out[n++] = (int32_t)v;
+        p = end;
+    }
+    return n;
+}
+
+/* rel under ../shared/reference; false (SKIP printed) when absent. */
+static bool load_ref(const char *rel, struct ref *r) {
+    char path[1024], full[300];
+    snprintf(full, sizeof full, "reference/%s", rel);
+    tu_shared_path(path, sizeof path, full);
+    if (!tu_have_file(path, rel)) return false;
+    size_t len = 0;
+    char *buf = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(buf);
+    buf = realloc(buf, len + 1);
+    buf[len] = '\0';
+    memset(r, 0, sizeof *r);
+    const char *marker = "---- text (raw) ----\n";
+    char *raw = strstr(buf, marker);
+    ck_assert_ptr_nonnull(raw);
+    snprintf(r->text, sizeof r->text, "%s", raw + strlen(marker));
+    size_t tl = strlen(r->text);
+    if (tl && r->text[tl - 1] == '\n') r->text[tl - 1] = '\0'; /* the file's own newline */
+    *raw = '\0';
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strncmp(line, "prompt_ids:", 11)) r->n_prompt = parse_ids(line, r->prompt_ids, 512);
+        else if (!strncmp(line, "gen_ids:", 8)) r->n_gen = parse_ids(line, r->gen_ids, 512);
+    }
+    free(buf);
+    ck_assert_int_gt(r->n_prompt, 0);
+    ck_assert_int_gt(r->n_gen, 0);
+    return true;
+}
+
+#define STORIES "stories260K.gguf"
+#define QWEN "tiny-qwen2-f32.gguf"
+
+/* A long generation on stories260K: up to the end of its context. */
+static Orcd__V1__InferRequest long_request(void) {
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 0);
+    q.ignore_eos = 1;
+    return q;
+}
+
+/* Read until the first Token of id (asserting Started came first). */
+static void wait_first_token(struct proc *p, uint64_t id, struct run *r) {
+    while (r->n == 0) {
+        Resp *m = recv_resp(p);
+        bool end = run_feed(r, id, m);
+        orcd__v1__response__free_unpacked(m, NULL);
+        ck_assert_msg(!end, "request %" PRIu64 " ended before its first token: %s", id, r->message);
+    }
+}
+
+/* Cancel target (request id cid) and read until both the CancelAck and the
+ * end of target's stream came, in whichever order. Returns found. */
+static bool cancel_and_finish(struct proc *p, uint64_t cid, uint64_t target, struct run *r) {
+    req_cancel(p, cid, target);
+    bool acked = false, found = false;
+    while (!acked || !(r->done || r->error)) {
+        Resp *m = recv_resp(p);
+        if (m->id == cid && m->body_case == ORCD__V1__RESPONSE__BODY_CANCEL_ACK) {
+            ck_assert_uint_eq(m->cancel_ack->target_id, target);
+            acked = true;
+            found = m->cancel_ack->found;
+        } else {
+            ck_assert_uint_eq(m->id, target);
+            run_feed(r, target, m);
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    return found;
+}
+
+// --- tests: start-up ------------------------------------------------------------
+
+START_TEST(test_ready_and_health) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_raw(STORIES, NULL);
+    Resp *rd = expect_ready(p);
+    ck_assert_str_eq(rd->ready->model->arch, "llama");
+    ck_assert_uint_eq(rd->ready->model->vocab_size, 512);
+    ck_assert_uint_gt(rd->ready->model->parameters, 200000);
+    ck_assert_uint_gt(rd->ready->model->context_length, 0);
+    ck_assert_str_eq(rd->ready->device->backend, "cpu");
+    ck_assert(rd->ready->load_seconds > 0 && rd->ready->load_seconds < 30);
+    orcd__v1__response__free_unpacked(rd, NULL);
+
+    req_health(p, 77);
+    Resp *h = recv_resp(p);
+    ck_assert_uint_eq(h->id, 77);
+    ck_assert_int_eq(h->body_case, ORCD__V1__RESPONSE__BODY_HEALTH);
+    ck_assert_int_eq(h->health->state, ORCD__V1__HEALTH_STATE__HEALTH_STATE_READY);
+    ck_assert_ptr_nonnull(h->health->model);
+    ck_assert_str_eq(h->health->model->arch, "llama");
+    ck_assert_uint_eq(h->health->running_id, 0);
+    ck_assert_uint_eq(h->health->queue_depth, 0);
+    ck_assert_uint_eq(h->health->requests_served, 0);
+    orcd__v1__response__free_unpacked(h, NULL);
+
+    expect_serving(p, 5);
+    req_health(p, 78);
+    h = recv_resp(p);
+    ck_assert_uint_eq(h->health->requests_served, 1);
+    orcd__v1__response__free_unpacked(h, NULL);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_health_before_ready_is_loading) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_raw(STORIES, NULL);
+    req_health(p, 9); /* may arrive before or after the load ends */
+    bool ready = false, health = false;
+    while (!ready || !health) {
+        Resp *m = recv_resp(p);
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_READY) ready = true;
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_HEALTH) {
+            health = true;
+            ck_assert_uint_eq(m->id, 9);
+            if (!ready) { /* answered while loading */
+                ck_assert_int_eq(m->health->state, ORCD__V1__HEALTH_STATE__HEALTH_STATE_LOADING);
+                ck_assert_ptr_null(m->health->model);
+            } else {
+                ck_assert_int_eq(m->health->state, ORCD__V1__HEALTH_STATE__HEALTH_STATE_READY);
+            }
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_load_failure) {
+    /* a missing file, then a file that is not GGUF: Error id 0, exit 4 */
+    const char *bad[2] = {"/nonexistent/model.gguf", NULL};
+    char tmp[] = "/tmp/orcd-test-XXXXXX";
+    int fd = mkstemp(tmp);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "this is not a gguf file at all\n", 31), 31);
+    close(fd);
+    bad[1] = tmp;
+    for (int i = 0; i < 2; i++) {
+        struct proc *p = spawn_raw(bad[i], NULL);
+        Resp *m = recv_resp(p);
+        ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_ERROR);
+        ck_assert_uint_eq(m->id, 0);
+        ck_assert_str_ne(m->error->message, "");
+        ck_assert_int_ne(m->error->code, ORCD__V1__ERROR_CODE__OK);
+        orcd__v1__response__free_unpacked(m, NULL);
+        ck_assert_int_eq(wait_exit(p, 10000), 4);
+        proc_free(p);
+    }
+    unlink(tmp);
+}
+END_TEST
+
+START_TEST(test_bad_command_line) {
+    const char *extra[] = {"--ctx", "lots", NULL};
+    struct proc *p = spawn_raw(STORIES, extra);
+    ck_assert_int_eq(wait_exit(p, 10000), 2);
+    proc_free(p);
+}
+END_TEST
+
+// --- tests: generation ------------------------------------------------------------
+
+START_TEST(test_greedy_reference_stories) {
+    struct ref *ref = calloc(1, sizeof *ref);
+    if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", (uint32_t)ref->n_gen);
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, 1, &q, r);
+    ck_assert_msg(r->done, "error: %s", r->message);
+    ck_assert_uint_eq(r->prompt_tokens, (uint32_t)ref->n_prompt);
+    ck_assert_int_eq(r->n, ref->n_gen);
+    for (int i = 0; i < ref->n_gen; i++)
+        ck_assert_msg(r->ids[i] == ref->gen_ids[i], "token %d: got %d, reference %d", i, r->ids[i],
+                      ref->gen_ids[i]);
+    ck_assert_str_eq(r->text, ref->text);
+    ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+    ck_assert_uint_eq(r->completion_tokens, (uint32_t)ref->n_gen);
+    ck_assert(r->ttft_ms > 0 && r->decode_tps > 0 && r->total_ms >= r->ttft_ms);
+    fprintf(stderr, "PERF stories260K cpu: %d tokens, time to first token %.2f ms, decode %.1f tokens/s\n",
+            r->n, r->ttft_ms, r->decode_tps);
+    run_free(r);
+    free(r);
+    free(ref);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_greedy_reference_qwen_prompt) {
+    struct ref *ref = calloc(1, sizeof *ref);
+    if (!have_model(QWEN) || !load_ref("tiny-qwen2/f32.once.txt", ref)) return;
+    struct proc *p = spawn_ready(QWEN, NULL);
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", (uint32_t)ref->n_gen);
+    q.ignore_eos = 1; /* as the reference ran */
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, 1, &q, r);
+    ck_assert_msg(r->done, "error: %s", r->message);
+    ck_assert_uint_eq(r->prompt_tokens, (uint32_t)ref->n_prompt);
+    ck_assert_int_eq(r->n, ref->n_gen);
+    for (int i = 0; i < ref->n_gen; i++)
+        ck_assert_msg(r->ids[i] == ref->gen_ids[i], "token %d: got %d, reference %d", i, r->ids[i],
+                      ref->gen_ids[i]);
+    run_free(r);
+
+    /* a longer run for the throughput figure */
+    q.max_tokens = 256;
+    infer(p, 2, &q, r);
+    ck_assert(r->done && r->n == 256);
+    fprintf(stderr, "PERF tiny-qwen2-f32 cpu: %d tokens, time to first token %.2f ms, decode %.1f tokens/s\n",
+            r->n, r->ttft_ms, r->decode_tps);
+    run_free(r);
+    free(r);
+    free(ref);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_chat_chatml_reference) {
+    /* The reference ran llama.cpp on the ChatML text of one user turn
+     * (prompt_ids). The worker's chat path must end its prompt with exactly
+     * those ids (the model's Qwen template may put a default system turn
+     * before them), and generate what the reference generated from them. */
+    struct ref *ref = calloc(1, sizeof *ref);
+    if (!have_model(QWEN) || !load_ref("tiny-qwen2/f32.chat.txt", ref)) return;
+    struct proc *p = spawn_ready(QWEN, NULL);
+    Orcd__V1__ChatMessage m = ORCD__V1__CHAT_MESSAGE__INIT, *mp = &m;
+    m.role = "user";
+    m.content = "Write a haiku about GPUs.";
+    Orcd__V1__ChatList cl = ORCD__V1__CHAT_LIST__INIT;
+    cl.n_messages = 1;
+    cl.messages = &mp;
+    Orcd__V1__InferRequest q = ORCD__V1__INFER_REQUEST__INIT;
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_CHAT;
+    q.chat = &cl;
+    q.max_tokens = (uint32_t)ref->n_gen;
+    q.ignore_eos = 1;
+    struct run *r = calloc(1, sizeof *r), *rt = calloc(1, sizeof *rt);
+    infer(p, 1, &q, r);
+    ck_assert_msg(r->done, "error: %s", r->message);
+    ck_assert_uint_ge(r->prompt_tokens, (uint32_t)ref->n_prompt);
+
+    /* the template's tokens, from the library the worker uses */
+    struct wk_model *model = calloc(1, sizeof *model);
+    char err[256];
+    ck_assert_int_eq(wk_model_load(model_path(QWEN), model, err, sizeof err), WK_STATUS_OK);
+    struct wk_chat_msg cm = {.role = "user", .content = "Write a haiku about GPUs."};
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    ck_assert_int_eq(wk_chat_tokenize(&model->vocab, &cm, 1, &ids, &n_ids, err, sizeof err), WK_STATUS_OK);
+    ck_assert_uint_eq(n_ids, r->prompt_tokens);
+    ck_assert_mem_eq(ids + n_ids - (size_t)ref->n_prompt, ref->prompt_ids,
+                     sizeof(int32_t) * (size_t)ref->n_prompt);
+    /* the same ids as token_ids give the same stream as the chat request */
+    Orcd__V1__TokenIds ti = ORCD__V1__TOKEN_IDS__INIT;
+    ti.n_ids = n_ids;
+    ti.ids = ids;
+    Orcd__V1__InferRequest qt = q;
+    qt.input_case = ORCD__V1__INFER_REQUEST__INPUT_TOKEN_IDS;
+    qt.token_ids = &ti;
+    infer(p, 2, &qt, rt);
+    ck_assert_int_eq(rt->n, r->n);
+    ck_assert_mem_eq(rt->ids, r->ids, sizeof(int32_t) * (size_t)r->n);
+    run_free(rt);
+    /* and the reference's own prompt ids reproduce its greedy tokens */
+    ti.n_ids = (size_t)ref->n_prompt;
+    ti.ids = ref->prompt_ids;
+    infer(p, 3, &qt, rt);
+    ck_assert_int_eq(rt->n, ref->n_gen);
+    for (int i = 0; i < ref->n_gen; i++)
+        ck_assert_msg(rt->ids[i] == ref->gen_ids[i], "token %d: got %d, reference %d", i, rt->ids[i],
+                      ref->gen_ids[i]);
+    run_free(rt);
+    free(rt);
+    free(ids);
+    wk_model_free(model);
+    free(model);
+    run_free(r);
+
+    /* content cannot inject control tokens: "<|im_end|>" in content is plain
+     * text (several tokens), so the prompt grows by more than one token */
+    m.content = "";
+    q.max_tokens = 1;
+    infer(p, 12, &q, r);
+    ck_assert(r->done);
+    uint32_t base = r->prompt_tokens;
+    run_free(r);
+    m.content = "<|im_end|>";
+    infer(p, 13, &q, r);
+    ck_assert(r->done);
+    ck_assert_uint_gt(r->prompt_tokens, base + 1);
+    run_free(r);
+    /* the same text as a plain prompt is also not a control token */
+    Orcd__V1__InferRequest q2 = mk_prompt("<|im_end|>", 1);
+    infer(p, 14, &q2, r);
+    ck_assert(r->done);
+    ck_assert_uint_gt(r->prompt_tokens, 1);
+    run_free(r);
+
+    /* a role the templates do not know */
+    m.role = "wizard";
+    m.content = "hi";
+    expect_error(p, 5, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "role");
+    expect_serving(p, 6);
+    free(r);
+    free(ref);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_chat_unknown_template) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__ChatMessage m = ORCD__V1__CHAT_MESSAGE__INIT, *mp = &m;
+    m.role = "user";
+    m.content = "hello";
+    Orcd__V1__ChatList cl = ORCD__V1__CHAT_LIST__INIT;
+    cl.n_messages = 1;
+    cl.messages = &mp;
+    Orcd__V1__InferRequest q = ORCD__V1__INFER_REQUEST__INIT;
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_CHAT;
+    q.chat = &cl;
+    q.max_tokens = 4;
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, 1, &q, r);
+    ck_assert(r->error);
+    ck_assert_int_eq(r->code, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT);
+    ck_assert_msg(strstr(r->message, "template"), "message: %s", r->message);
+    free(r);
+    expect_serving(p, 2);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_seeded_sampling_deterministic) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 64);
+    q.temperature = 0.8f;
+    q.seed = 1234;
+    q.ignore_eos = 1;
+    struct run *first = calloc(1, sizeof *first), *r = calloc(1, sizeof *r);
+    infer(p, 100, &q, first);
+    ck_assert(first->done && first->n == 64);
+    ck_assert_uint_eq(first->seed, 1234);
+    for (int k = 1; k < 10; k++) {
+        infer(p, 100 + (uint64_t)k, &q, r);
+        ck_assert(r->done);
+        ck_assert_int_eq(r->n, first->n);
+        ck_assert_mem_eq(r->ids, first->ids, sizeof(int32_t) * (size_t)first->n);
+        ck_assert_str_eq(r->text, first->text);
+        run_free(r);
+    }
+    /* a second worker process gives the same stream */
+    struct proc *p2 = spawn_ready(STORIES, NULL);
+    infer(p2, 1, &q, r);
+    ck_assert_mem_eq(r->ids, first->ids, sizeof(int32_t) * (size_t)first->n);
+    run_free(r);
+    proc_free(p2);
+    /* a different seed gives a different stream */
+    q.seed = 4321;
+    infer(p, 200, &q, r);
+    ck_assert(r->done && r->n == 64);
+    ck_assert_msg(memcmp(r->ids, first->ids, sizeof(int32_t) * 64) != 0,
+                  "seeds 1234 and 4321 gave the same 64 tokens");
+    run_free(r);
+    /* seed 0: the worker picks one, reports it, and it reproduces the stream */
+    q.seed = 0;
+    infer(p, 201, &q, r);
+    ck_assert(r->done);
+    uint64_t picked = r->seed;
+    ck_assert_uint_ne(picked, 0);
+    struct run *again = calloc(1, sizeof *again);
+    q.seed = picked;
+    infer(p, 202, &q, again);
+    ck_assert_int_eq(again->n, r->n);
+    ck_assert_mem_eq(again->ids, r->ids, sizeof(int32_t) * (size_t)r->n);
+    run_free(again);
+    run_free(r);
+    run_free(first);
+    free(again);
+    free(first);
+    free(r);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_logprobs) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 8);
+    q.logprobs = 5;
+    req_infer(p, 1, &q);
+    int tokens = 0;
+    for (bool end = false; !end;) {
+        Resp *m = recv_resp(p);
+        ck_assert_uint_eq(m->id, 1);
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_TOKEN) {
+            Orcd__V1__Token *t = m->token;
+            ck_assert_uint_eq(t->n_top_logprobs, 5);
+            ck_assert(t->logprob <= 0.0f);
+            /* greedy: the chosen token is the most likely one */
+            ck_assert_int_eq(t->top_logprobs[0]->id, t->id);
+            ck_assert(fabsf(t->top_logprobs[0]->logprob - t->logprob) < 1e-5f);
+            for (int i = 1; i < 5; i++)
+                ck_assert(t->top_logprobs[i]->logprob <= t->top_logprobs[i - 1]->logprob);
+            for (int i = 0; i < 5; i++) ck_assert(utf8_ok(t->top_logprobs[i]->text));
+            tokens++;
+        }
+        end = m->body_case == ORCD__V1__RESPONSE__BODY_DONE || m->body_case == ORCD__V1__RESPONSE__BODY_ERROR;
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    ck_assert_int_eq(tokens, 8);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_token_ids_input) {
+    struct ref *ref = calloc(1, sizeof *ref);
+    if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__TokenIds ti = ORCD__V1__TOKEN_IDS__INIT;
+    ti.n_ids = (size_t)ref->n_prompt;
+    ti.ids = ref->prompt_ids;
+    Orcd__V1__InferRequest q = ORCD__V1__INFER_REQUEST__INIT;
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_TOKEN_IDS;
+    q.token_ids = &ti;
+    q.max_tokens = 20;
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, 1, &q, r);
+    ck_assert(r->done);
+    ck_assert_uint_eq(r->prompt_tokens, (uint32_t)ref->n_prompt);
+    ck_assert_mem_eq(r->ids, ref->gen_ids, 20 * sizeof(int32_t));
+    run_free(r);
+    free(r);
+    free(ref);
+    proc_free(p);
+}
+END_TEST
+
+// --- tests: stop strings, UTF-8 ---------------------------------------------------
+
+START_TEST(test_stop_string_split_across_tokens) {
+    struct ref *ref = calloc(1, sizeof *ref);
+    if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    /* " named" and " Lily" are separate tokens (395 317): "med Li" spans them */
+    const char *stop = "med Li";
+    const char *at = strstr(ref->text, stop);
+    ck_assert_ptr_nonnull(at);
+    char *never = "purple elephant";
+    char *stops[2] = {never, (char *)stop};
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", (uint32_t)ref->n_gen);
+    q.n_stop = 2;
+    q.stop = stops;
+    struct run *r = calloc(1, sizeof *r);
+    infer(p, 1, &q, r);
+    ck_assert(r->done);
+    ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_STOP);
+    ck_assert_uint_eq(strlen(r->text), (size_t)(at - ref->text));
+    ck_assert_int_eq(strncmp(r->text, ref->text, (size_t)(at - ref->text)), 0);
+    for (int i = 0; i < r->n; i++) {
+        ck_assert_ptr_null(strstr(r->texts[i], "med"));
+        ck_assert_ptr_null(strstr(r->texts[i], "Li"));
+    }
+    /* the stream stopped at the token completing the stop string */
+    int last = r->n - 1;
+    ck_assert_int_eq(r->ids[last], 317); /* " Lily" */
+    run_free(r);
+
+    /* a stop string whose prefix shows up but never completes: the held-back
+     * text is released, and the tail ("do" of "do not") is flushed at the end */
+    char *stops2[1] = {"do not"};
+    q.n_stop = 1;
+    q.stop = stops2;
+    infer(p, 2, &q, r);
+    ck_assert(r->done);
+    ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+    ck_assert_str_eq(r->text, ref->text);
+    run_free(r);
+    free(r);
+    free(ref);
+    proc_free(p);
+}
+END_TEST
+
+/* The bytes a token stands for, read from the vocabulary text itself: SPM
+ * "<0xNN>" byte tokens and "▁" for a space; byte-level BPE symbols via the
+ * GPT-2 byte table. Returns the length written to out. */
+static int gpt2_byte_of(uint32_t cp) {
+    /* bytes_to_unicode(): printable bytes map to themselves, the others to 256+ */
+    static int table[512];
+    static bool init;
+    if (!init) {
+        for (int i = 0; i < 512; i++) table[i] = -1;
+        int n = 0;
+        for (int b = 0; b < 256; b++) {
+            bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+            if (keep) table[b] = b;
+            else table[256 + n++] = b;
+        }
+        init = true;
+    }
+    return cp < 512 ? table[cp] : -1;
+}
+
+
+static size_t token_bytes(const struct wk_vocab *v, int32_t id, unsigned char *out) {
+    const char *t = wk_token_text(v, id);
+    size_t n = 0;
+    if (!t) return 0;
+    unsigned hex;
+    if (v->type == WK_VOCAB_SPM) {
+        if (strlen(t) == 6 && sscanf(t, "<0x%2X>", &hex) == 1) {
+            out[0] = (unsigned char)hex;
+            return 1;
+        }
+        for (const char *s = t; *s;) {
+            if (!strncmp(s, "\xe2\x96\x81", 3)) out[n++] = ' ', s += 3;
+            else out[n++] = (unsigned char)*s++;
+        }
+        return n;
+    }
+    /* BPE: decode the UTF-8 symbols back to bytes */
+    const unsigned char *s = (const unsigned char *)t;
+    while (*s) {
+        uint32_t cp;
+        if (*s < 0x80) cp = *s++;
+        else if ((*s & 0xE0) == 0xC0) cp = (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F), s += 2;
+        else return 0; /* specials: not byte symbols */
+        int b = gpt2_byte_of(cp);
+        if (b < 0) return 0;
+        out[n++] = (unsigned char)b;
+    }
+    return n;
+}
+
+/* Index of the first multi-byte character whose bytes come from two or more
+ * tokens, or -1. tok_of[k] = token index of byte k. */
+static int split_char_at(const unsigned char *b, size_t n, const int *tok_of) {
+    for (size_t i = 0; i < n; i++) {
+        int need = b[i] >= 0xF0 ? 3 : b[i] >= 0xE0 ? 2 : b[i] >= 0xC2 ? 1 : 0;
+        if (b[i] >= 0xF5 || need == 0 || i + (size_t)need >= n) continue;
+        if (!utf8_ok_n((const char *)b + i, (size_t)need + 1)) continue;
+        if (tok_of[i] != tok_of[i + (size_t)need]) return (int)i;
+    }
+    return -1;
+}
+
+START_TEST(test_utf8_split_across_tokens) {
+    /* tiny-qwen2 has random weights and a byte-level vocabulary, so sampling
+     * at a high temperature draws raw byte tokens; search seeds until a valid
+     * multi-byte character arrives split over several tokens. In every run,
+     * every event's text must be valid UTF-8; in the found run, the character
+     * must come out whole. */
+    if (!have_model(QWEN)) return;
+    struct wk_model *model = calloc(1, sizeof *model);
+    char err[256];
+    ck_assert_int_eq(wk_model_load(model_path(QWEN), model, err, sizeof err), WK_STATUS_OK);
+    struct proc *p = spawn_ready(QWEN, NULL);
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 96);
+    q.temperature = 1.5f;
+    q.ignore_eos = 1;
+    struct run *r = calloc(1, sizeof *r);
+    static unsigned char bytes[96 * 64];
+    static int tok_of[96 * 64];
+    bool found = false;
+    int runs = 0;
+    for (uint64_t seed = 1; seed <= 400 && !found; seed++, runs++) {
+        q.seed = seed;
+        infer(p, seed, &q, r); /* asserts UTF-8 validity of every event */
+        ck_assert(r->done);
+        size_t n = 0;
+        bool clean = true;
+        for (int i = 0; i < r->n; i++) {
+            size_t k = token_bytes(&model->vocab, r->ids[i], bytes + n);
+            if (k == 0 && r->ids[i] >= 256) clean = false; /* a special token: skip this run */
+            for (size_t j = 0; j < k; j++) tok_of[n + j] = i;
+            n += k;
+        }
+        int at = clean ? split_char_at(bytes, n, tok_of) : -1;
+        if (at >= 0) {
+            /* the split character sits whole inside one event (invalid bytes
+             * elsewhere become U+FFFD and do not disturb it) */
+            found = true;
+            int need = bytes[at] >= 0xF0 ? 4 : bytes[at] >= 0xE0 ? 3 : 2;
+            char ch[5] = {0};
+            memcpy(ch, bytes + at, (size_t)need);
+            bool whole = false;
+            for (int i = 0; i < r->n; i++)
+                if (strstr(r->texts[i], ch)) whole = true;
+            ck_assert_msg(whole, "seed %" PRIu64 ": the split character never came out whole", seed);
+            /* all bytes valid: the streamed text is exactly them */
+            if (utf8_ok_n((const char *)bytes, n)) {
+                ck_assert_uint_eq(strlen(r->text), n);
+                ck_assert_mem_eq(r->text, bytes, n);
+            }
+            fprintf(stderr, "utf8: seed %" PRIu64 " splits a %d-byte character over tokens %d..%d\n",
+                    seed, need, tok_of[at], tok_of[at + need - 1]);
+        }
+        run_free(r);
+    }
+    ck_assert_msg(found, "no multi-byte character split across tokens in %d sampled runs", runs);
+    free(r);
+    wk_model_free(model);
+    free(model);
+    proc_free(p);
+}
+END_TEST
+
+// --- tests: cancel, health, queue -------------------------------------------------
+
+START_TEST(test_cancel_running) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = long_request();
+    struct run *r = calloc(1, sizeof *r);
+    req_infer(p, 10, &q);
+    while (r->n < 3) {
+        Resp *m = recv_resp(p);
+        ck_assert(!run_feed(r, 10, m));
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    req_cancel(p, 11, 10);
+    bool acked = false;
+    while (!r->done) {
+        Resp *m = recv_resp(p);
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_CANCEL_ACK) {
+            ck_assert_uint_eq(m->id, 11);
+            ck_assert_uint_eq(m->cancel_ack->target_id, 10);
+            ck_assert(m->cancel_ack->found);
+            acked = true;
+        } else {
+            run_feed(r, 10, m);
+            ck_assert(!r->error);
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    ck_assert(acked);
+    ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
+    ck_assert_uint_eq(r->completion_tokens, (uint32_t)r->n);
+    ck_assert_uint_lt(r->completion_tokens + r->prompt_tokens, 2048);
+    run_free(r);
+    free(r);
+    /* again (already finished) and an unknown id: found = false */
+    for (uint64_t target = 10; target <= 999; target += 989) {
+        req_cancel(p, 12, target);
+        Resp *m = recv_resp(p);
+        ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_CANCEL_ACK);
+        ck_assert_uint_eq(m->cancel_ack->target_id, target);
+        ck_assert(!m->cancel_ack->found);
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    expect_serving(p, 13);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_health_during_generation) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = long_request();
+    struct run *r = calloc(1, sizeof *r);
+    req_infer(p, 20, &q);
+    wait_first_token(p, 20, r);
+    req_health(p, 21);
+    bool got = false;
+    while (!got) {
+        Resp *m = recv_resp(p);
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_HEALTH) {
+            ck_assert_uint_eq(m->id, 21);
+            ck_assert_int_eq(m->health->state, ORCD__V1__HEALTH_STATE__HEALTH_STATE_BUSY);
+            ck_assert_uint_eq(m->health->running_id, 20);
+            ck_assert_uint_eq(m->health->queue_depth, 0);
+            ck_assert_ptr_nonnull(m->health->device);
+            ck_assert_str_eq(m->health->device->backend, "cpu");
+            got = true;
+        } else {
+            ck_assert_msg(!run_feed(r, 20, m), "the generation ended before Health was answered");
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    cancel_and_finish(p, 22, 20, r);
+    ck_assert(r->done);
+    run_free(r);
+    free(r);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_queue_full_and_cancel_queued) {
+    if (!have_model(STORIES)) return;
+    const char *extra[] = {"--max-queue", "1", NULL};
+    struct proc *p = spawn_ready(STORIES, extra);
+    Orcd__V1__InferRequest a = long_request(), b = mk_prompt("Once", 8);
+    struct run *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb), *rc = calloc(1, sizeof *rc);
+    req_infer(p, 30, &a);
+    wait_first_token(p, 30, ra); /* A runs: the queue is empty */
+    req_infer(p, 31, &b);        /* B waits */
+    req_infer(p, 32, &b);        /* C: no room */
+    req_health(p, 33);
+    bool c_err = false, health = false;
+    while (!c_err || !health) {
+        Resp *m = recv_resp(p);
+        if (m->id == 32) {
+            ck_assert(run_feed(rc, 32, m));
+            ck_assert(rc->error);
+            ck_assert_int_eq(rc->code, ORCD__V1__ERROR_CODE__RESOURCE_EXHAUSTED);
+            ck_assert_ptr_nonnull(strstr(rc->message, "queue"));
+            c_err = true;
+        } else if (m->id == 33) {
+            ck_assert_int_eq(m->health->queue_depth, 1);
+            ck_assert_uint_eq(m->health->running_id, 30);
+            health = true;
+        } else {
+            ck_assert_uint_eq(m->id, 30);
+            ck_assert(!run_feed(ra, 30, m));
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    /* cancel the queued B: ack, then Done(cancelled) with no Started */
+    req_cancel(p, 34, 31);
+    bool acked = false;
+    while (!acked || !rb->done) {
+        Resp *m = recv_resp(p);
+        if (m->id == 34) {
+            ck_assert(m->cancel_ack->found);
+            acked = true;
+        } else if (m->id == 31) {
+            run_feed(rb, 31, m);
+            ck_assert(rb->done && !rb->started);
+            ck_assert_int_eq(rb->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
+            ck_assert_uint_eq(rb->completion_tokens, 0);
+        } else {
+            ck_assert(!run_feed(ra, 30, m));
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    ck_assert(cancel_and_finish(p, 35, 30, ra));
+    ck_assert_int_eq(ra->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
+    expect_serving(p, 36);
+    run_free(ra);
+    free(ra);
+    free(rb);
+    free(rc);
+    proc_free(p);
+}
+END_TEST
+
+// --- tests: malformed input -------------------------------------------------------
+
+static void expect_plain_error(struct proc *p, uint64_t id, const char *needle) {
+    Resp *m = recv_resp(p);
+    ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_ERROR);
+    ck_assert_uint_eq(m->id, id);
+    ck_assert_int_eq(m->error->code, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT);
+    ck_assert_msg(strstr(m->error->message, needle), "error '%s' does not say '%s'",
+                  m->error->message, needle);
+    orcd__v1__response__free_unpacked(m, NULL);
+}
+
+START_TEST(test_malformed_recoverable) {
+    if (!have_model(STORIES)) return;
+    const char *extra[] = {"--max-frame", "4096", NULL};
+    struct proc *p = spawn_ready(STORIES, extra);
+    uint64_t ok = 1000;
+
+    /* oversized frame: drained, answered, stream stays in sync */
+    size_t big = 10000;
+    uint8_t *fr = calloc(1, 5 + big);
+    wk_frame_put_header(fr, (uint32_t)big);
+    memset(fr + 5, 0x08, big);
+    send_raw(p, fr, 5 + big);
+    free(fr);
+    expect_plain_error(p, 0, "exceeds");
+    expect_serving(p, ok++);
+
+    /* undecodable protobuf (id 7 readable, then a truncated varint) */
+    const uint8_t junk[] = {0, 0, 0, 0, 5, 0x08, 0x07, 0x12, 0xff, 0xff};
+    send_raw(p, junk, sizeof junk);
+    expect_plain_error(p, 7, "protobuf");
+    expect_serving(p, ok++);
+
+    /* an empty frame: a Request with no body */
+    const uint8_t empty[] = {0, 0, 0, 0, 0};
+    send_raw(p, empty, sizeof empty);
+    expect_plain_error(p, 0, "body");
+    expect_serving(p, ok++);
+
+    /* id set, body missing */
+    const uint8_t nobody[] = {0, 0, 0, 0, 2, 0x08, 9};
+    send_raw(p, nobody, sizeof nobody);
+    expect_plain_error(p, 9, "body");
+    expect_serving(p, ok++);
+
+    /* an unknown body field (number 15, varint) */
+    const uint8_t unknown[] = {0, 0, 0, 0, 4, 0x08, 10, 0x78, 1};
+    send_raw(p, unknown, sizeof unknown);
+    expect_plain_error(p, 10, "unknown field 15");
+    expect_serving(p, ok++);
+
+    /* Infer without input */
+    Orcd__V1__InferRequest q = ORCD__V1__INFER_REQUEST__INIT;
+    expect_error(p, 11, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "input");
+    expect_serving(p, ok++);
+
+    /* Infer with id 0 */
+    q = mk_prompt("x", 1);
+    expect_error(p, 0, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "id");
+    expect_serving(p, ok++);
+
+    /* invalid parameters, each named */
+    q = mk_prompt("Once", 4);
+    q.temperature = -1;
+    expect_error(p, 12, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "temperature");
+    expect_serving(p, ok++);
+    q = mk_prompt("Once", 4);
+    q.temperature = NAN;
+    expect_error(p, 13, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "temperature");
+    q = mk_prompt("Once", 4);
+    q.top_p = 1.5f;
+    expect_error(p, 14, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "top_p");
+    q = mk_prompt("Once", 4);
+    q.min_p = 1.0f;
+    expect_error(p, 15, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "min_p");
+    q = mk_prompt("Once", 4);
+    q.repetition_penalty = -2.0f;
+    expect_error(p, 16, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "repetition_penalty");
+    q = mk_prompt("Once", 4);
+    q.logprobs = 21;
+    expect_error(p, 17, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "logprobs");
+    q = mk_prompt("Once", 4);
+    char *empty_stop[1] = {""};
+    q.n_stop = 1;
+    q.stop = empty_stop;
+    expect_error(p, 18, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "stop[0]");
+    q = mk_prompt("Once", 4);
+    int32_t bad_stop_id = 100000;
+    q.n_stop_token_ids = 1;
+    q.stop_token_ids = &bad_stop_id;
+    expect_error(p, 19, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "stop_token_ids");
+    Orcd__V1__TokenIds ti = ORCD__V1__TOKEN_IDS__INIT;
+    int32_t ids[3] = {1, 600, 2};
+    ti.n_ids = 3;
+    ti.ids = ids;
+    q = mk_prompt("", 4);
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_TOKEN_IDS;
+    q.token_ids = &ti;
+    expect_error(p, 20, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "token_ids");
+    q = mk_prompt("Once\xff\xfe", 4); /* a string field that is not UTF-8 */
+    expect_error(p, 21, &q, ORCD__V1__ERROR_CODE__INVALID_ARGUMENT, "prompt");
+    expect_serving(p, ok++);
+
+    /* beyond the context: OUT_OF_RANGE before any work */
+    q = mk_prompt("Once upon a time", 100000);
+    expect_error(p, 22, &q, ORCD__V1__ERROR_CODE__OUT_OF_RANGE, "max_tokens");
+    static int32_t many[2100]; /* > the 2048 context, < --max-frame 4096 bytes */
+    for (int i = 0; i < 2100; i++) many[i] = 100;
+    ti.n_ids = 2100;
+    ti.ids = many;
+    q = mk_prompt("", 1);
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_TOKEN_IDS;
+    q.token_ids = &ti;
+    expect_error(p, 23, &q, ORCD__V1__ERROR_CODE__OUT_OF_RANGE, "prompt");
+    expect_serving(p, ok++);
+
+    /* a duplicate id while that request is queued or running */
+    Orcd__V1__InferRequest lq = long_request();
+    struct run *ra = calloc(1, sizeof *ra), *rd = calloc(1, sizeof *rd);
+    req_infer(p, 40, &lq);
+    wait_first_token(p, 40, ra);
+    q = mk_prompt("Once", 2);
+    req_infer(p, 40, &q);
+    /* the refusal carries id 40 too: it is an Error, not a Token */
+    for (bool seen = false; !seen;) {
+        Resp *m = recv_resp(p);
+        ck_assert_uint_eq(m->id, 40);
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_ERROR) {
+            ck_assert_ptr_nonnull(strstr(m->error->message, "already"));
+            seen = true;
+        } else {
+            ck_assert(!run_feed(ra, 40, m));
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    /* malformed frames during a generation: errors, and the stream goes on */
+    send_raw(p, junk, sizeof junk);
+    send_raw(p, empty, sizeof empty);
+    int errors = 0;
+    while (errors < 2) {
+        Resp *m = recv_resp(p);
+        if (m->body_case == ORCD__V1__RESPONSE__BODY_ERROR && m->id != 40) errors++;
+        else ck_assert(!run_feed(ra, 40, m));
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    ck_assert(cancel_and_finish(p, 41, 40, ra));
+    ck_assert(ra->done);
+    ck_assert_uint_eq(ra->completion_tokens, (uint32_t)ra->n); /* nothing lost */
+    run_free(ra);
+    free(ra);
+    free(rd);
+    expect_serving(p, ok++);
+
+    /* and a clean exit */
+    close_stdin(p);
+    ck_assert_int_eq(wait_exit(p, 10000), 0);
+    proc_free(p);
+}
+END_TEST
+
+/* A fatal framing error while a request runs: Error id 0 naming the problem,
+ * the running request ends (Done), exit status 3. */
+static void fatal_case(const uint8_t *bytes, size_t len, bool then_eof, const char *needle) {
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = long_request();
+    struct run *r = calloc(1, sizeof *r);
+    req_infer(p, 50, &q);
+    wait_first_token(p, 50, r);
+    send_raw(p, bytes, len);
+    if (then_eof) close_stdin(p);
+    bool err = false;
+    for (;;) {
+        const char *why = "";
+        Resp *m = recv_resp_opt(p, TIMEOUT_MS, &why);
+        if (!m) {
+            ck_assert_str_eq(why, "eof");
+            break;
+        }
+        if (m->id == 0) {
+            ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_ERROR);
+            ck_assert_msg(strstr(m->error->message, needle), "'%s' lacks '%s'", m->error->message, needle);
+            err = true;
+        } else {
+            run_feed(r, 50, m);
+        }
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    ck_assert(err);
+    ck_assert(r->done);
+    ck_assert_int_eq(wait_exit(p, 10000), 3);
+    run_free(r);
+    free(r);
+    proc_free(p);
+}
+
+START_TEST(test_fatal_bad_flag) {
+    if (!have_model(STORIES)) return;
+    const uint8_t bad[] = {1, 0, 0, 0, 2, 0x08, 1};
+    fatal_case(bad, sizeof bad, false, "flag");
+}
+END_TEST
+
+START_TEST(test_fatal_truncated_at_eof) {
+    if (!have_model(STORIES)) return;
+    const uint8_t cut[] = {0, 0, 0, 0, 40, 0x08, 1, 0x22};
+    fatal_case(cut, sizeof cut, true, "ended inside a frame");
+}
+END_TEST
+
+// --- tests: shutdown ----------------------------------------------------------------
+
+enum how { BY_REQUEST, BY_EOF, BY_SIGTERM, BY_SIGINT };
+
+static void shutdown_case(enum how how) {
+    struct proc *p = spawn_ready(STORIES, NULL);
+    Orcd__V1__InferRequest q = long_request(), b = mk_prompt("Once", 8);
+    struct run *r = calloc(1, sizeof *r), *rb = calloc(1, sizeof *rb);
+    req_infer(p, 60, &q);
+    wait_first_token(p, 60, r);
+    req_infer(p, 61, &b); /* queued behind it */
+    switch (how) {
+    case BY_REQUEST: req_shutdown(p, 62); break;
+    case BY_EOF: close_stdin(p); break;
+    case BY_SIGTERM: kill(p->pid, SIGTERM); break;
+    case BY_SIGINT: kill(p->pid, SIGINT); break;
+    }
+    /* everything flushed, then EOF on stdout */
+    for (;;) {
+        const char *why = "";
+        Resp *m = recv_resp_opt(p, TIMEOUT_MS, &why);
+        if (!m) {
+            ck_assert_str_eq(why, "eof");
+            break;
+        }
+        if (m->id == 61) run_feed(rb, 61, m);
+        else run_feed(r, 60, m);
+        orcd__v1__response__free_unpacked(m, NULL);
+    }
+    ck_assert(r->done);
+    ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
+    ck_assert_uint_eq(r->completion_tokens, (uint32_t)r->n);
+    /* the queued request is answered too: Done (cancelled, or finished if it
+     * was dequeued first), or UNAVAILABLE if the shutdown was seen before it
+     * was read (a signal races with the pipe) */
+    ck_assert(rb->done || (rb->error && rb->code == ORCD__V1__ERROR_CODE__UNAVAILABLE));
+    ck_assert_int_eq(wait_exit(p, 10000), 0);
+    run_free(r);
+    run_free(rb);
+    free(r);
+    free(rb);
+    proc_free(p);
+}
+
+START_TEST(test_shutdown_request) { if (have_model(STORIES)) shutdown_case(BY_REQUEST); }
+END_TEST
+START_TEST(test_shutdown_eof) { if (have_model(STORIES)) shutdown_case(BY_EOF); }
+END_TEST
+START_TEST(test_shutdown_sigterm) { if (have_model(STORIES)) shutdown_case(BY_SIGTERM); }
+END_TEST
+START_TEST(test_shutdown_sigint) { if (have_model(STORIES)) shutdown_case(BY_SIGINT); }
+END_TEST
+
+START_TEST(test_shutdown_idle_and_after) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    req_shutdown(p, 1);
+    const char *why = "";
+    ck_assert_ptr_null(recv_resp_opt(p, TIMEOUT_MS, &why));
+    ck_assert_str_eq(why, "eof");
+    ck_assert_int_eq(wait_exit(p, 10000), 0);
+    proc_free(p);
+}
+END_TEST
+
+START_TEST(test_stdout_closed_no_sigpipe_death) {
+    if (!have_model(STORIES)) return;
+    struct proc *p = spawn_ready(STORIES, NULL);
+    close(p->from); /* nobody reads the worker's output any more */
+    p->from = open("/dev/null", O_RDONLY);
+    Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 50);
+    req_infer(p, 1, &q);
+    int st = wait_exit(p, 10000);
+    ck_assert_msg(st == 5, "exit status %d (negative: killed by signal %d)", st, -st);
+    proc_free(p);
+}
+END_TEST
+
+// --- the orcd client ----------------------------------------------------------------
+
+START_TEST(test_orcd_client) {
+    struct ref *ref = calloc(1, sizeof *ref);
+    if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
+    const char *build = getenv("ORCD_BUILD");
+    char orcd[1024];
+    snprintf(orcd, sizeof orcd, "%s/tools/orcd", build ? build : ".");
+    if (!tu_have_file(orcd, "orcd client")) return;
+    char n_gen[16];
+    snprintf(n_gen, sizeof n_gen, "%d", ref->n_gen);
+    int out[2], err[2];
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]);
+        close(err[0]);
+        execl(orcd, orcd, "--model", model_path(STORIES), "--device", "cpu", "--prompt",
+              "Once upon a time", "--max-tokens", n_gen, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    static char so[16384], se[16384];
+    size_t no = 0, ne = 0;
+    ssize_t k;
+    while ((k = read(out[0], so + no, sizeof so - 1 - no)) > 0) no += (size_t)k;
+    while ((k = read(err[0], se + ne, sizeof se - 1 - ne)) > 0) ne += (size_t)k;
+    so[no] = se[ne] = '\0';
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "orcd failed: %s", se);
+    ck_assert_str_eq(so, ref->text); /* the completion only, not the prompt */
+    char want[64];
+    snprintf(want, sizeof want, "%d tokens", ref->n_gen);
+    ck_assert_msg(strstr(se, want) && strstr(se, "tokens/s") && strstr(se, "first token"),
+                  "summary line missing: %s", se);
+    close(out[0]);
+    close(err[0]);
+    free(ref);
+}
+END_TEST
+
+START_TEST(test_orcd_ctrl_c_cancels) {
+    if (!have_model(STORIES)) return;
+    const char *build = getenv("ORCD_BUILD");
+    char orcd[1024];
+    snprintf(orcd, sizeof orcd, "%s/tools/orcd", build ? build : ".");
+    if (!tu_have_file(orcd, "orcd client")) return;
+    int out[2], err[2];
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(pipe(err), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]);
+        close(err[0]);
+        execl(orcd, orcd, "--model", model_path(STORIES), "--device", "cpu", "--prompt",
+              "Once upon a time", "--ignore-eos", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    char buf[4096];
+    ssize_t k = read(out[0], buf, sizeof buf); /* the stream has begun */
+    ck_assert_int_gt(k, 0);
+    kill(pid, SIGINT);
+    while (read(out[0], buf, sizeof buf) > 0) {}
+    static char se[16384];
+    size_t ne = 0;
+    while ((k = read(err[0], se + ne, sizeof se - 1 - ne)) > 0) ne += (size_t)k;
+    se[ne] = '\0';
+    int status;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status %d, stderr: %s", status, se);
+    ck_assert_msg(strstr(se, "(cancelled)"), "no cancelled summary: %s", se);
+    close(out[0]);
+    close(err[0]);
+}
+END_TEST
+
+/* ORCD_TEST_ONLY=substring runs only the matching tests. */
+#define ADD(tc, t)                                                        \
+    do {                                                                  \
+        const char *only_ = getenv("ORCD_TEST_ONLY");                     \
+        if (!only_ || strstr(#t, only_)) tcase_add_test(tc, t);           \
+    } while (0)
+
+int main(void) {
+    Suite *s = suite_create("worker");
+    TCase *tc = tcase_create("worker");
+    tcase_set_timeout(tc, 120);
+    ADD(tc, test_ready_and_health);
+    ADD(tc, test_health_before_ready_is_loading);
+    ADD(tc, test_load_failure);
+    ADD(tc, test_bad_command_line);
+    ADD(tc, test_greedy_reference_stories);
+    ADD(tc, test_greedy_reference_qwen_prompt);
+    ADD(tc, test_chat_chatml_reference);
+    ADD(tc, test_chat_unknown_template);
+    ADD(tc, test_seeded_sampling_deterministic);
+    ADD(tc, test_logprobs);
+    ADD(tc, test_token_ids_input);
+    ADD(tc, test_stop_string_split_across_tokens);
+    ADD(tc, test_utf8_split_across_tokens);
+    ADD(tc, test_cancel_running);
+    ADD(tc, test_health_during_generation);
+    ADD(tc, test_queue_full_and_cancel_queued);
+    ADD(tc, test_malformed_recoverable);
+    ADD(tc, test_fatal_bad_flag);
+    ADD(tc, test_fatal_truncated_at_eof);
+    ADD(tc, test_shutdown_request);
+    ADD(tc, test_shutdown_eof);
+    ADD(tc, test_shutdown_sigterm);
+    ADD(tc, test_shutdown_sigint);
+    ADD(tc, test_shutdown_idle_and_after);
+    ADD(tc, test_stdout_closed_no_sigpipe_death);
+    ADD(tc, test_orcd_client);
+    ADD(tc, test_orcd_ctrl_c_cancels);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
