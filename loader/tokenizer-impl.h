@@ -65,6 +65,7 @@ struct wk__tok {
      * longest first. special_ids[special_start[b] .. special_start[b+1]). */
     int32_t *special_ids;
     uint32_t special_start[257];
+    uint8_t *rstrip;          /* n_tokens: 1 = whitespace after this special is dropped (Phi-3) */
 
     /* byte-level BPE */
     struct wk__mergemap merges;

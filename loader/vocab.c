@@ -15,9 +15,15 @@
  * tokenized normally. Without parse_special the whole text is plain text
  * (llama.cpp would still cut out USER_DEFINED tokens; we do not, so user text
  * can never produce a special id).
+ *
+ * Phi-3 (general.architecture "phi3", or a general.name containing "phi-3" /
+ * "phi3"): as in its tokenizer.json and llama.cpp, the special tokens except
+ * <unk>, <s> and <|endoftext|> swallow the whitespace that follows them
+ * ("rstrip"), so "<|user|>\nHi" is <|user|> ▁Hi.
  */
 #include "loader/tokenizer.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -284,6 +290,34 @@ static wk_status build_specials(struct wk_vocab *v, char *err, size_t err_len) {
     return WK_STATUS_OK;
 }
 
+static bool contains_ci(struct gguf_str s, const char *needle) {
+    size_t n = strlen(needle);
+    for (uint64_t i = 0; i + n <= s.len; i++) {
+        size_t k = 0;
+        while (k < n && tolower((unsigned char)s.ptr[i + k]) == needle[k]) k++;
+        if (k == n) return true;
+    }
+    return false;
+}
+
+/* Phi-3's rstrip special tokens (see the top of this file). */
+static wk_status build_rstrip(const struct gguf_file *g, struct wk_vocab *v, char *err, size_t err_len) {
+    struct wk__tok *tk = v->impl;
+    struct gguf_str arch = {0, ""}, name = {0, ""};
+    (void)gguf_get_str(g, "general.architecture", &arch);
+    (void)gguf_get_str(g, "general.name", &name);
+    if (!gguf_str_eq(arch, "phi3") && !contains_ci(name, "phi-3") && !contains_ci(name, "phi3")) return WK_STATUS_OK;
+    tk->rstrip = calloc((size_t)v->n_tokens, 1);
+    if (!tk->rstrip) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "wk_vocab_load: rstrip flags");
+    for (uint32_t k = 0; k < tk->special_start[256]; k++) tk->rstrip[tk->special_ids[k]] = 1;
+    int32_t id = wk_token_id(v, "</s>");
+    if (id >= 0) tk->rstrip[id] = 1;
+    static const char *const keep[] = {"<unk>", "<s>", "<|endoftext|>"};
+    for (size_t i = 0; i < sizeof keep / sizeof *keep; i++)
+        if ((id = wk_token_id(v, keep[i])) >= 0) tk->rstrip[id] = 0;
+    return WK_STATUS_OK;
+}
+
 /* End-of-generation marks: eos, eot, and llama.cpp's list of end-of-turn texts. */
 static void build_eog(struct wk_vocab *v) {
     struct wk__tok *tk = v->impl;
@@ -458,6 +492,7 @@ wk_status wk_vocab_load(const struct gguf_file *g, struct wk_vocab *v, char *err
     }
 
     if ((st = build_specials(v, err, err_len)) != WK_STATUS_OK) goto fail;
+    if ((st = build_rstrip(g, v, err, err_len)) != WK_STATUS_OK) goto fail;
     build_eog(v);
     return WK_STATUS_OK;
 
@@ -479,6 +514,7 @@ void wk_vocab_free(struct wk_vocab *v) {
         free(tk->score);
         free(tk->eog);
         free(tk->special_ids);
+        free(tk->rstrip);
         free(tk);
     }
     free(v->chat_template);
@@ -530,6 +566,8 @@ wk_status wk_tokenize(const struct wk_vocab *v, const char *text, size_t len, bo
             if (i > raw) st = tokenize_fragment(v, text + raw, i - raw, &ids, err, err_len);
             if (st == WK_STATUS_OK) st = wk__ids_push(&ids, id, err, err_len);
             i += tk->sym.slen[id];
+            if (tk->rstrip && tk->rstrip[id])
+                while (i < len && strchr(" \t\n\v\f\r", text[i]) && text[i]) i++;
             raw = i;
         }
         if (st == WK_STATUS_OK && raw < len) st = tokenize_fragment(v, text + raw, len - raw, &ids, err, err_len);

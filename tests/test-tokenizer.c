@@ -186,6 +186,33 @@ END_TEST
 START_TEST(test_reference_phi3) { run_reference("phi-3", "phi-3-vocab.gguf", true); }
 END_TEST
 
+/* Phi-3 chat markup: specials swallow the newline after them (rstrip in its
+ * tokenizer.json, llama.cpp likewise); "▁Hello" is 15043 (phi-3.out). */
+START_TEST(test_phi3_chat) {
+    struct gguf_file g;
+    struct wk_vocab v;
+    if (!load_vocab("models/phi-3-vocab.gguf", &g, &v)) return;
+    ck_assert_int_eq(v.eos, 32000);
+    ck_assert_int_eq(v.eot, 32007); /* <|end|>, found by its text */
+    ck_assert(wk_token_is_eog(&v, 32000));
+    ck_assert(wk_token_is_eog(&v, 32007));
+    ck_assert(!wk_token_is_eog(&v, 32001));
+    expect_ids(&v, "<|user|>\nHello<|end|>\n<|assistant|>\n", true, (const int32_t[]){32010, 15043, 32007, 32001}, 4);
+    /* <s> does not strip: the text after it keeps its newline */
+    int32_t *ids, *plain;
+    size_t n, n_plain;
+    tok(&v, "<s>\nHello", 9, true, &ids, &n);
+    tok(&v, "\nHello", 6, false, &plain, &n_plain);
+    ck_assert_uint_eq(n, 1 + n_plain);
+    ck_assert_int_eq(ids[0], 1);
+    ck_assert(memcmp(ids + 1, plain, n_plain * sizeof *ids) == 0);
+    free(ids);
+    free(plain);
+    wk_vocab_free(&v);
+    gguf_file_close(&g);
+}
+END_TEST
+
 // --- Qwen2.5 specifics -------------------------------------------------------------------
 
 START_TEST(test_qwen_basics) {
@@ -656,6 +683,7 @@ static Suite *tokenizer_suite(void) {
     tcase_add_test(tc, test_reference_qwen25);
     tcase_add_test(tc, test_reference_llama_spm);
     tcase_add_test(tc, test_reference_phi3);
+    tcase_add_test(tc, test_phi3_chat);
     suite_add_tcase(s, tc);
     tc = tcase_create("qwen");
     tcase_set_timeout(tc, 120);
