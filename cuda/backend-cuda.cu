@@ -9,7 +9,7 @@
  *            table, decode and prefill activations, the sampler, the cuBLAS
  *            workspace
  * Decode (n == 1) per layer: [rmsnorm+QKV+bias+rope+KV write] [attention,
- * split over the context] [combine+Wo+residual] [rmsnorm+gate/up+SwiGLU]
+ * split over the context, the last split combining] [Wo+residual] [rmsnorm+gate/up+SwiGLU]
  * [down+residual]; then [rmsnorm+logits]. The token id and position are read
  * from device memory (copied from pinned memory by the graph's first node),
  * so one captured graph serves every step. sample() is the one
@@ -71,7 +71,8 @@ struct cu_impl {
     __half *kc, *vc;  /* (n_layer, n_ctx, kvd) f16 */
     float2 *rope_cs;  /* (n_ctx, rd/2) */
     /* decode */
-    float *dx, *dq, *dpart, *dact; /* (E) (qd) (n_head, max_split, hd+2) (n_ff) */
+    float *dx, *dq, *dpart, *dattn, *dact; /* (E) (qd) (n_head, max_split, hd+2) (qd) (n_ff) */
+    unsigned *dcount;                      /* (n_head) split counters of decode attention */
     int *dparams;                  /* {token, pos} */
     float *logits;                 /* (LOGIT_ROWS, V) */
     /* prefill, PREFILL_ROWS rows each */
@@ -381,15 +382,12 @@ static wk_status decode_enqueue(struct wk_backend *b, bool record, char *err, si
         CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
         // attention partials
         CUDA_TRY(wk_cu_attn_decode(c->dq, c->kc + l * layer_kv, c->vc + l * layer_kv, d_pos, c->n_head, c->n_kv,
-                                   c->hd, c->max_split, c->dpart, c->st));
-        // combine + Wo + residual
+                                   c->hd, c->max_split, c->dpart, c->dattn, c->dcount, c->st));
+        // Wo + residual
         memset(&a, 0, sizeof a);
         a.n_in = c->qd;
-        a.in_mode = WK_IN_ATTN;
-        a.att_part = c->dpart;
-        a.max_split = c->max_split;
-        a.head_dim = c->hd;
-        a.d_pos = d_pos;
+        a.in_mode = WK_IN_PLAIN;
+        a.in = c->dattn;
         a.out_mode = WK_OUT_ADD;
         a.m[0] = L.wo;
         a.n_units = wk_cdiv(c->E, 2);
@@ -594,6 +592,8 @@ static size_t carve_state(cu_impl *c, int n_ctx, uint8_t *base) {
     CARVE(c->dx, float, c->E);
     CARVE(c->dq, float, c->qd);
     CARVE(c->dpart, float, (size_t)c->n_head * c->max_split * (c->hd + 2));
+    CARVE(c->dattn, float, c->qd);
+    CARVE(c->dcount, unsigned, c->n_head);
     CARVE(c->dact, float, c->n_ff);
     CARVE(c->dparams, int, 2);
     CARVE(c->logits, float, (size_t)LOGIT_ROWS * c->V);
@@ -632,11 +632,11 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
     const wk_hparams *hp = &m->hp;
     if (n_ctx < 1 || n_ctx > (1 << 20))
         return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: context %d is outside [1, 1048576]", __func__, n_ctx);
-    if (hp->head_dim % 2 || hp->head_dim > WK_CU_MAX_HEAD_DIM || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim ||
+    if (hp->head_dim % 8 || hp->head_dim > WK_CU_MAX_HEAD_DIM || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim ||
         hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv)
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
                        "%s: head_dim %d / rope_dim %d / heads %d:%d are outside what the kernels support "
-                       "(even head_dim <= %d, even rope_dim <= head_dim, n_head a multiple of n_head_kv)",
+                       "(head_dim a multiple of 8 up to %d, even rope_dim <= head_dim, n_head a multiple of n_head_kv)",
                        __func__, hp->head_dim, hp->rope_dim, hp->n_head, hp->n_head_kv, WK_CU_MAX_HEAD_DIM);
     int n_dev = 0;
     cudaError_t e0 = cudaGetDeviceCount(&n_dev);
@@ -682,6 +682,7 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
     c->eps = hp->rms_eps;
     c->max_split = wk_cdiv(n_ctx, WK_CU_ATT_CHUNK);
     c->P = n_ctx < PREFILL_ROWS ? n_ctx : PREFILL_ROWS;
+    c->graph_off = getenv("WK_CUDA_NOGRAPH") != NULL; /* for measuring what the graph saves */
     if (c->P < 1) c->P = 1;
     {
         size_t we = 0;
@@ -789,6 +790,7 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
         }
         FAIL_IF(upload_weights(c, m, err, err_len));
         CU(cudaMemsetAsync(c->kc, 0, c->kv_bytes, c->st));
+        CU(cudaMemsetAsync(c->dcount, 0, (size_t)c->n_head * sizeof(unsigned), c->st));
         CU(cudaStreamSynchronize(c->st));
 #undef CU
     }

@@ -39,7 +39,7 @@
 // --- sizes ------------------------------------------------------------------
 
 #define WK_CU_WARPS 8           /* warps per block of the matrix-vector kernel */
-#define WK_CU_ATT_CHUNK 256     /* keys per block of decode attention */
+#define WK_CU_ATT_CHUNK 64      /* keys per block of decode attention */
 #define WK_CU_ATT_THREADS 128
 #define WK_CU_MAX_HEAD_DIM 256
 
@@ -340,20 +340,19 @@ struct wk_cu_mat {
     int n_rows;
 };
 
-enum wk_mv_in { WK_IN_PLAIN = 0, WK_IN_NORM = 1, WK_IN_ATTN = 2 };
+enum wk_mv_in { WK_IN_PLAIN = 0, WK_IN_NORM = 1 };
 enum wk_mv_out { WK_OUT_STORE = 0, WK_OUT_ADD = 1, WK_OUT_SWIGLU = 2, WK_OUT_QKV = 3 };
 
 /* The decode matrix-vector kernel: y = W · in, with the input optionally
- * rms-normed (IN_NORM) or combined from split attention partials (IN_ATTN),
- * and an epilogue chosen by out_mode. */
+ * rms-normed (IN_NORM), and an epilogue chosen by out_mode. A work unit is
+ * two rows (a rope pair for Q/K; gate row r with up row r for SWIGLU). */
 struct wk_mv_args {
     int n_in;
     int in_mode;
-    const float *in;        /* (n_in) f32; PLAIN / NORM */
+    const float *in;        /* (n_in) f32, 16-byte aligned */
     const float *norm_w;    /* (n_in) f32; NORM */
     float eps;
-    const float *att_part;  /* (n_head, max_split, head_dim + 2) f32; ATTN */
-    int max_split;
+    int wpu;                /* warps per unit (set by the launcher) */
     const int *d_pos;       /* device: position of the token (decode) */
     int out_mode;
     int n_units;            /* warp work items */

@@ -94,8 +94,8 @@ __device__ __forceinline__ bool rope_pair(int i, int rope_dim, int neox, int *p0
  * 32 different banks). */
 template <int T, bool TWO>
 __device__ __forceinline__ void dot_units(const uint8_t *r0, const uint8_t *r1, const float *xs, int nU,
-                                          int lane, float &a0, float &a1) {
-    for (int j = lane; j < nU; j += 32) {
+                                          int j0, int js, float &a0, float &a1) {
+    for (int j = j0; j < nU; j += js) {
         float v0[32], v1[32];
         wk_deq32<T>(r0, j, v0);
         if (TWO) wk_deq32<T>(r1, j, v1);
@@ -113,38 +113,39 @@ __device__ __forceinline__ void dot_units(const uint8_t *r0, const uint8_t *r1, 
 
 /* Row dot for rows whose length is not a multiple of 32 (float types only):
  * plain layout, lane-strided elements. */
-__device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const float *xs, int n, int lane) {
+__device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const float *xs, int n, int j0, int js) {
     float a = 0.0f;
-    for (int i = lane; i < n; i += 32) a = fmaf(wk_deq1(type, r, i), xs[i], a);
+    for (int i = j0; i < n; i += js) a = fmaf(wk_deq1(type, r, i), xs[i], a);
     return a;
 }
 
-/* a0 = row ra of ma · x, a1 = row rb of mb · x (rb < 0: none); warp-reduced,
- * valid in every lane. */
+/* a0 = row ra of ma · x, a1 = row rb of mb · x (rb < 0: none), over the
+ * 32-element units j0, j0+js, ... (the warp's share when several warps split
+ * a row); warp-reduced, valid in every lane. */
 __device__ __forceinline__ void dot_pair(const wk_cu_mat &ma, int ra, const wk_cu_mat &mb, int rb,
-                                         const float *xs, int n, int lane, float &a0, float &a1) {
+                                         const float *xs, int n, int j0, int js, float &a0, float &a1) {
     a0 = 0.0f;
     a1 = 0.0f;
     const uint8_t *p0 = ma.w + (size_t)ra * ma.row_bytes;
     const uint8_t *p1 = rb >= 0 ? mb.w + (size_t)rb * mb.row_bytes : nullptr;
     if (n % 32 != 0) {
-        a0 = dot_plain(ma.type, p0, xs, n, lane);
-        if (p1) a1 = dot_plain(mb.type, p1, xs, n, lane);
+        a0 = dot_plain(ma.type, p0, xs, n, j0, js);
+        if (p1) a1 = dot_plain(mb.type, p1, xs, n, j0, js);
     } else {
         const int nU = n / 32;
         if (p1 && ma.type == mb.type) {
-            WK_TYPE_SWITCH(ma.type, dot_units<T_, true>(p0, p1, xs, nU, lane, a0, a1));
+            WK_TYPE_SWITCH(ma.type, dot_units<T_, true>(p0, p1, xs, nU, j0, js, a0, a1));
         } else {
             float dummy;
-            WK_TYPE_SWITCH(ma.type, dot_units<T_, false>(p0, nullptr, xs, nU, lane, a0, dummy));
-            if (p1) WK_TYPE_SWITCH(mb.type, dot_units<T_, false>(p1, nullptr, xs, nU, lane, a1, dummy));
+            WK_TYPE_SWITCH(ma.type, dot_units<T_, false>(p0, nullptr, xs, nU, j0, js, a0, dummy));
+            if (p1) WK_TYPE_SWITCH(mb.type, dot_units<T_, false>(p1, nullptr, xs, nU, j0, js, a1, dummy));
         }
     }
     a0 = wk_warp_sum(a0);
     a1 = wk_warp_sum(a1);
 }
 
-__global__ void __launch_bounds__(256) mv_kernel(const wk_mv_args a) {
+__global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_args a) {
     extern __shared__ float xs[];
     __shared__ double red[32];
     const int n = a.n_in, tid = threadIdx.x, nt = blockDim.x;
@@ -162,104 +163,127 @@ __global__ void __launch_bounds__(256) mv_kernel(const wk_mv_args a) {
         ss = block_sum_d(ss, red);
         scale = (float)(1.0 / sqrt(ss / n + (double)a.eps));
     }
-    int L = 0, ns = 0;
-    if (a.in_mode == WK_IN_ATTN) {
-        L = *a.d_pos + 1;
-        ns = (L + WK_CU_ATT_CHUNK - 1) / WK_CU_ATT_CHUNK;
-    }
-    for (int i = tid; i < n; i += nt) {
-        float v;
-        if (a.in_mode == WK_IN_NORM) {
-            v = a.in[i] * scale * a.norm_w[i];
-        } else if (a.in_mode == WK_IN_ATTN) {
-            const int hd = a.head_dim, h = i / hd, d = i % hd;
-            const float *base = a.att_part + (size_t)h * a.max_split * (hd + 2);
-            float M = -INFINITY;
-            for (int s = 0; s < ns; s++) M = fmaxf(M, base[(size_t)s * (hd + 2)]);
-            float num = 0.0f, den = 0.0f;
-            for (int s = 0; s < ns; s++) {
-                const float *p = base + (size_t)s * (hd + 2);
-                float w = p[1] * expf(p[0] - M);
-                den += w;
-                num += w * p[2 + d];
+    if (n % 4 == 0) {
+        const float4 *in4 = reinterpret_cast<const float4 *>(a.in);
+        const float4 *w4 = reinterpret_cast<const float4 *>(a.norm_w);
+        for (int i4 = tid; i4 < n / 4; i4 += nt) {
+            float4 v = in4[i4];
+            float vv[4] = {v.x, v.y, v.z, v.w};
+            if (a.in_mode == WK_IN_NORM) {
+                float4 w = w4[i4];
+                vv[0] = vv[0] * scale * w.x; vv[1] = vv[1] * scale * w.y;
+                vv[2] = vv[2] * scale * w.z; vv[3] = vv[3] * scale * w.w;
             }
-            v = num / den;
-        } else {
-            v = a.in[i];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                const int i = 4 * i4 + k;
+                xs[tr ? (i & 31) * nU + (i >> 5) : i] = vv[k];
+            }
         }
-        xs[tr ? (i & 31) * nU + (i >> 5) : i] = v;
+    } else {
+        for (int i = tid; i < n; i += nt) {
+            float v = a.in[i];
+            if (a.in_mode == WK_IN_NORM) v = v * scale * a.norm_w[i];
+            xs[tr ? (i & 31) * nU + (i >> 5) : i] = v;
+        }
     }
     __syncthreads();
 
-    const int lane = tid & 31, warp = tid >> 5, wpb = nt >> 5;
+    /* wpu warps share a unit (each takes every wpu-th 32-element unit of the
+     * row), their sums added in warp order through shared memory */
+    const int lane = tid & 31, warp = tid >> 5, wpb = nt >> 5, wpu = a.wpu, upb = wpb / wpu;
+    const int lu = warp / wpu, sub = warp % wpu;
+    __shared__ float part[2][32];
     int pos = 0;
     if (a.out_mode == WK_OUT_QKV) pos = *a.d_pos;
-    for (int u = blockIdx.x * wpb + warp; u < a.n_units; u += gridDim.x * wpb) {
-        float a0, a1;
+    for (int base = blockIdx.x * upb; base < a.n_units; base += gridDim.x * upb) {
+        const int u = base + lu;
+        const bool valid = u < a.n_units;
+        int seg = 0, r0 = 0, r1 = -1, rot_i = -1;
+        const wk_cu_mat *ma = &a.m[0], *mb = &a.m[0];
         if (a.out_mode == WK_OUT_STORE || a.out_mode == WK_OUT_ADD) {
-            const int r0 = 2 * u, r1 = 2 * u + 1 < a.m[0].n_rows ? 2 * u + 1 : -1;
-            dot_pair(a.m[0], r0, a.m[0], r1, xs, n, lane, a0, a1);
-            if (lane == 0) {
-                if (a.out_mode == WK_OUT_ADD) {
-                    a.y[r0] += a0;
-                    if (r1 >= 0) a.y[r1] += a1;
-                } else {
-                    a.y[r0] = a0 + (a.bias[0] ? a.bias[0][r0] : 0.0f);
-                    if (r1 >= 0) a.y[r1] = a1 + (a.bias[0] ? a.bias[0][r1] : 0.0f);
-                }
-            }
+            r0 = 2 * u;
+            r1 = 2 * u + 1 < a.m[0].n_rows ? 2 * u + 1 : -1;
         } else if (a.out_mode == WK_OUT_SWIGLU) {
-            dot_pair(a.m[0], u, a.m[1], u, xs, n, lane, a0, a1);
-            if (lane == 0) a.y[u] = a0 / (1.0f + expf(-a0)) * a1;
-        } else { // QKV
+            r0 = r1 = u;
+            mb = &a.m[1];
+        } else { // QKV: the rows of one rope pair (or two adjacent rows of V)
             const int hd = a.head_dim, hp = hd / 2;
             const int uq = a.n_head * hp, uk = a.n_head_kv * hp;
-            int seg, uu;
+            int uu;
             if (u < uq) { seg = 0; uu = u; }
             else if (u < uq + uk) { seg = 1; uu = u - uq; }
             else { seg = 2; uu = u - uq - uk; }
             const int head = uu / hp, i = uu % hp;
-            int p0, p1;
-            bool rot = false;
-            if (seg < 2) {
-                rot = rope_pair(i, a.rope_dim, a.rope_neox, &p0, &p1);
-            } else {
-                p0 = 2 * i;
-                p1 = 2 * i + 1;
-            }
-            const int r0 = head * hd + p0, r1 = head * hd + p1;
-            dot_pair(a.m[seg], r0, a.m[seg], r1, xs, n, lane, a0, a1);
+            int p0 = 2 * i, p1 = 2 * i + 1;
+            if (seg < 2 && rope_pair(i, a.rope_dim, a.rope_neox, &p0, &p1)) rot_i = i;
+            r0 = head * hd + p0;
+            r1 = head * hd + p1;
+            ma = mb = &a.m[seg];
+        }
+        float a0 = 0.0f, a1 = 0.0f;
+        if (valid) dot_pair(*ma, r0, *mb, r1, xs, n, sub * 32 + lane, 32 * wpu, a0, a1);
+        if (wpu > 1) {
             if (lane == 0) {
-                if (a.bias[seg]) {
-                    a0 += a.bias[seg][r0];
-                    a1 += a.bias[seg][r1];
+                part[0][warp] = a0;
+                part[1][warp] = a1;
+            }
+            __syncthreads();
+            if (sub == 0) {
+                a0 = 0.0f;
+                a1 = 0.0f;
+                for (int k = 0; k < wpu; k++) {
+                    a0 += part[0][warp + k];
+                    a1 += part[1][warp + k];
                 }
-                if (rot) {
-                    float2 cs = a.rope_cs[(size_t)pos * (a.rope_dim / 2) + i];
-                    float x0 = a0, x1 = a1;
-                    a0 = x0 * cs.x - x1 * cs.y;
-                    a1 = x0 * cs.y + x1 * cs.x;
-                }
-                if (seg == 0) {
-                    a.y[r0] = a0;
-                    a.y[r1] = a1;
-                } else {
-                    const size_t kvd = (size_t)a.n_head_kv * hd;
-                    __half *c = seg == 1 ? a.k_cache : a.v_cache;
-                    c[(size_t)pos * kvd + r0] = __float2half(a0);
-                    c[(size_t)pos * kvd + r1] = __float2half(a1);
-                }
+            }
+            __syncthreads();
+        }
+        if (!valid || sub != 0 || lane != 0) continue;
+        if (a.out_mode == WK_OUT_ADD) {
+            a.y[r0] += a0;
+            if (r1 >= 0) a.y[r1] += a1;
+        } else if (a.out_mode == WK_OUT_STORE) {
+            a.y[r0] = a0 + (a.bias[0] ? a.bias[0][r0] : 0.0f);
+            if (r1 >= 0) a.y[r1] = a1 + (a.bias[0] ? a.bias[0][r1] : 0.0f);
+        } else if (a.out_mode == WK_OUT_SWIGLU) {
+            a.y[u] = a0 / (1.0f + expf(-a0)) * a1;
+        } else {
+            if (a.bias[seg]) {
+                a0 += a.bias[seg][r0];
+                a1 += a.bias[seg][r1];
+            }
+            if (rot_i >= 0) {
+                float2 cs = a.rope_cs[(size_t)pos * (a.rope_dim / 2) + rot_i];
+                float x0 = a0, x1 = a1;
+                a0 = x0 * cs.x - x1 * cs.y;
+                a1 = x0 * cs.y + x1 * cs.x;
+            }
+            if (seg == 0) {
+                a.y[r0] = a0;
+                a.y[r1] = a1;
+            } else {
+                const size_t kvd = (size_t)a.n_head_kv * a.head_dim;
+                __half *c = seg == 1 ? a.k_cache : a.v_cache;
+                c[(size_t)pos * kvd + r0] = __float2half(a0);
+                c[(size_t)pos * kvd + r1] = __float2half(a1);
             }
         }
     }
 }
 
-cudaError_t wk_cu_matvec(const wk_mv_args &a, int n_sm, cudaStream_t st) {
-    int wpb = 8;
-    if (a.n_units < 2 * n_sm * 8) wpb = 4;
-    if (a.n_units < 2 * n_sm * 4) wpb = 2;
-    int blocks = wk_cdiv(a.n_units, wpb);
-    const int max_blocks = n_sm * (32 / wpb);
+/* 256 threads a block; enough warps per unit that ~16 warps per SM have
+ * work, so that small matrices still spread over the whole chip. */
+cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
+    wk_mv_args a = a_in;
+    const int wpb = 8;
+    const int n32 = a.n_in / 32 > 0 ? a.n_in / 32 : 1;
+    int wpu = 1;
+    while (wpu < wpb && (long)a.n_units * wpu < 16L * n_sm && n32 > 32 * wpu) wpu *= 2;
+    a.wpu = wpu;
+    const int upb = wpb / wpu;
+    int blocks = wk_cdiv(a.n_units, upb);
+    const int max_blocks = n_sm * 8;
     if (blocks > max_blocks) blocks = max_blocks;
     const size_t smem = (size_t)a.n_in * sizeof(float);
     mv_kernel<<<blocks, wpb * 32, smem, st>>>(a);
@@ -268,32 +292,44 @@ cudaError_t wk_cu_matvec(const wk_mv_args &a, int n_sm, cudaStream_t st) {
 
 // --- decode attention --------------------------------------------------------------
 
+/* Block (head h, split s) over keys [s*CHUNK, min(L, (s+1)*CHUNK)): one
+ * thread per key for the scores (16-byte loads of the f16 row), then the
+ * threads split into groups that each sum p·V over a strided subset of the
+ * keys for 8 dimensions, reduced in group order. The partial {m, l, o/l}
+ * goes to part; the last block of a head to finish (a counter, which only
+ * counts: the combination below runs in split order whatever finished last)
+ * combines the splits into out and resets the counter for the next step. */
 __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
     attn_decode_kernel(const float *q, const __half *kc, const __half *vc, const int *d_pos, int n_head,
-                       int n_head_kv, int hd, int max_split, float *part) {
+                       int n_head_kv, int hd, int max_split, float *part, float *out, unsigned *counters) {
     __shared__ float qs[WK_CU_MAX_HEAD_DIM];
     __shared__ float sc[WK_CU_ATT_CHUNK];
     __shared__ float red[32];
+    __shared__ float acc[WK_CU_ATT_THREADS * 8];
+    __shared__ bool last;
     const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x;
-    const int L = *d_pos + 1, t0 = s * WK_CU_ATT_CHUNK;
-    if (t0 >= L) return;
-    const int t1 = min(L, t0 + WK_CU_ATT_CHUNK), nk = t1 - t0;
-    const int kvh = h / (n_head / n_head_kv);
+    const int L = *d_pos + 1, ns = (L + WK_CU_ATT_CHUNK - 1) / WK_CU_ATT_CHUNK;
+    if (s >= ns) return;
+    const int t0 = s * WK_CU_ATT_CHUNK, nk = min(WK_CU_ATT_CHUNK, L - t0);
+    const int kvh = h / (n_head / n_head_kv), hd8 = hd / 8;
     const size_t kvd = (size_t)n_head_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
     for (int d = tid; d < hd; d += blockDim.x) qs[d] = q[(size_t)h * hd + d];
     __syncthreads();
-    const int lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
-    for (int t = warp; t < nk; t += nw) {
-        const __half2 *kr = reinterpret_cast<const __half2 *>(kc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
-        float acc = 0.0f;
-        for (int d2 = lane; d2 < hd / 2; d2 += 32) {
-            float2 kf = __half22float2(kr[d2]);
-            acc = fmaf(qs[2 * d2], kf.x, acc);
-            acc = fmaf(qs[2 * d2 + 1], kf.y, acc);
+    for (int t = tid; t < nk; t += blockDim.x) {
+        const uint4 *kr = reinterpret_cast<const uint4 *>(kc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
+        float a = 0.0f;
+        for (int c = 0; c < hd8; c++) {
+            uint4 u = kr[c];
+            const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float2 f = __half22float2(h2[k]);
+                a = fmaf(qs[8 * c + 2 * k], f.x, a);
+                a = fmaf(qs[8 * c + 2 * k + 1], f.y, a);
+            }
         }
-        acc = wk_warp_sum(acc);
-        if (lane == 0) sc[t] = acc * scale;
+        sc[t] = a * scale;
     }
     __syncthreads();
     float mx = -INFINITY;
@@ -306,24 +342,66 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
         sum += p;
     }
     sum = block_sum_f(sum, red); // ends with a barrier: sc is complete
-    float *out = part + ((size_t)h * max_split + s) * (hd + 2);
-    const __half *vb = vc + (size_t)t0 * kvd + (size_t)kvh * hd;
+    const int G = blockDim.x / hd8, g = tid / hd8, c = tid % hd8;
+    float o[8];
+#pragma unroll
+    for (int e = 0; e < 8; e++) o[e] = 0.0f;
+    if (g < G) {
+        const __half *vb = vc + (size_t)t0 * kvd + (size_t)kvh * hd + 8 * c;
+        for (int t = g; t < nk; t += G) {
+            uint4 u = *reinterpret_cast<const uint4 *>(vb + (size_t)t * kvd);
+            const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
+            const float p = sc[t];
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                float2 f = __half22float2(h2[k]);
+                o[2 * k] = fmaf(p, f.x, o[2 * k]);
+                o[2 * k + 1] = fmaf(p, f.y, o[2 * k + 1]);
+            }
+        }
+#pragma unroll
+        for (int e = 0; e < 8; e++) acc[(g * hd8 + c) * 8 + e] = o[e];
+    }
+    __syncthreads();
+    float *pp = part + ((size_t)h * max_split + s) * (hd + 2);
     for (int d = tid; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int t = 0; t < nk; t++) o = fmaf(sc[t], __half2float(vb[(size_t)t * kvd + d]), o);
-        out[2 + d] = o / sum;
+        float r = 0.0f;
+        for (int gg = 0; gg < G; gg++) r += acc[(gg * hd8 + d / 8) * 8 + d % 8];
+        pp[2 + d] = r / sum;
     }
     if (tid == 0) {
-        out[0] = mx;
-        out[1] = sum;
+        pp[0] = mx;
+        pp[1] = sum;
     }
+    // the last block of this head combines the splits
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) last = atomicAdd(&counters[h], 1u) == (unsigned)(ns - 1);
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const float *base = part + (size_t)h * max_split * (hd + 2);
+    for (int d = tid; d < hd; d += blockDim.x) {
+        float M = -INFINITY;
+        for (int k = 0; k < ns; k++) M = fmaxf(M, __ldcg(base + (size_t)k * (hd + 2)));
+        float num = 0.0f, den = 0.0f;
+        for (int k = 0; k < ns; k++) {
+            const float *p = base + (size_t)k * (hd + 2);
+            float w = __ldcg(p + 1) * expf(__ldcg(p) - M);
+            den += w;
+            num += w * __ldcg(p + 2 + d);
+        }
+        out[(size_t)h * hd + d] = num / den;
+    }
+    if (tid == 0) counters[h] = 0;
 }
 
 cudaError_t wk_cu_attn_decode(const float *q, const __half *kc, const __half *vc, const int *d_pos, int n_head,
-                              int n_head_kv, int head_dim, int max_split, float *part, cudaStream_t st) {
+                              int n_head_kv, int head_dim, int max_split, float *part, float *out,
+                              unsigned *counters, cudaStream_t st) {
     dim3 grid(n_head, max_split);
     attn_decode_kernel<<<grid, WK_CU_ATT_THREADS, 0, st>>>(q, kc, vc, d_pos, n_head, n_head_kv, head_dim,
-                                                           max_split, part);
+                                                           max_split, part, out, counters);
     return cudaGetLastError();
 }
 

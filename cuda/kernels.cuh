@@ -17,10 +17,12 @@ cudaError_t wk_cu_matvec(const wk_mv_args &a, int n_sm, cudaStream_t st);
 
 /* Attention of one query (the token at *d_pos) over keys 0..*d_pos, split in
  * chunks of WK_CU_ATT_CHUNK keys: grid (n_head, max_split); blocks past the
- * end exit. part: (n_head, max_split, head_dim + 2) f32 = {m, l, o/l}. */
+ * end exit. part: (n_head, max_split, head_dim + 2) f32 = {m, l, o/l};
+ * out: (n_head*head_dim) f32; counters: (n_head) zeroed, left zeroed.
+ * head_dim % 8 == 0. */
 cudaError_t wk_cu_attn_decode(const float *q, const __half *kc, const __half *vc, const int *d_pos,
                               int n_head, int n_head_kv, int head_dim, int max_split, float *part,
-                              cudaStream_t st);
+                              float *out, unsigned *counters, cudaStream_t st);
 
 /* x[i] = dequant(embd row tok[i]) for i < n: (n, n_embd) f32. */
 cudaError_t wk_cu_embed(const wk_cu_mat &embd, int n_embd, const int32_t *tok, int n, float *x,

@@ -67,7 +67,7 @@ static uint32_t mix64(uint64_t k) {
 
 static wk_status mergemap_init(struct wk__mergemap *m, uint64_t n) {
     uint32_t cap = 1024;
-    while ((uint64_t)cap < 2 * n && cap < (1u << 30)) cap *= 2;
+    while ((uint64_t)cap * 3 < 4 * n && cap < (1u << 30)) cap *= 2; /* load <= 3/4 */
     m->slots = malloc((size_t)cap * sizeof *m->slots);
     if (!m->slots) return WK_STATUS_OOM_HOST;
     for (uint32_t i = 0; i < cap; i++) m->slots[i].key = UINT64_MAX;

@@ -6,19 +6,23 @@
  * ggml-common.h block structs and gguf-py's quants.py). Every weight is
  * rebuilt with exactly the fp32 operations ggml's dequantize_row_* performs,
  * in the same order, so dequantization is bit-exact:
- *   Q4_0/Q5_0/Q8_0  x = d * q            (one rounding)
- *   Q4_1/Q5_1       x = d * q + m        (two roundings: no fused multiply-add)
+ *   Q4_0/Q5_0/Q8_0  x = d * q
+ *   Q4_1/Q5_1       x = d * q + m
  *   Q4_K/Q5_K       x = (d*sc) * q - (dmin*m)
  *   Q6_K            x = (d*sc) * q
- * The compiler must not contract these into FMAs: -std=c11 implies
- * -ffp-contract=off in gcc, and the dequantizers are never compiled for a
- * target with FMA (only the dot products are, see WK_DOT_CLONES).
+ * Every product before an add is exact in fp32 (an 11-bit fp16 significand
+ * times at most 6 + 5 bits of integers), so a compiler contracting a*b+c
+ * into an FMA cannot change a result either.
  *
- * The dot products dequantize a chunk of the row (at most WK_CHUNK elements,
- * whole blocks) into a small stack buffer and run an 8-lane multiply-add over
- * it, so their result equals dequantize-then-dot up to the order of the fp32
- * additions. The loops are written so gcc auto-vectorizes them; no
- * intrinsics.
+ * The dot products dequantize a chunk of the row (WK_CHUNK elements, whole
+ * blocks) into a stack buffer and run a 32-lane multiply-add over it, so
+ * their result equals dequantize-then-dot up to the order of the fp32
+ * additions; that order is fixed in the source, so every build and both
+ * ISA clones give the same bits. The dequantizers are loops over fixed
+ * block sizes that gcc -O2 auto-vectorizes; no intrinsics.
+ *
+ * Measured single-thread on the dev VM (Sapphire Rapids, AVX2 clone), 896 x
+ * 4864 matrices: see tests/test-quants.c (WK_QUANTS_BENCH=1).
  */
 #include "loader/quants.h"
 
@@ -36,11 +40,14 @@
 
 /* --- type table ---------------------------------------------------------- */
 
-/* Every id ggml has defined that is still in use (gguf-py 0.19 constants:
- * GGML_QUANT_SIZES). Holes (4, 5 = retired Q4_2/Q4_3; 31..33 and 36..38 =
- * retired repacked Q4_0_x_y / IQ4_NL_x_y layouts) stay NULL. */
-#define WK_TYPE_MAX 42
-static const struct wk_type_info k_types[WK_TYPE_MAX] = {
+/* Every id below GGML_TYPE__COUNT that ggml defines (sizes as in
+ * ggml-common.h; names as ggml's type_name). Holes stay NULL: 4, 5 (retired
+ * Q4_2/Q4_3), 31..33 and 36..38 (retired repacked Q4_0_x_y / IQ4_NL_x_y).
+ * Newer ggml also defines 40 (nvfp4, 64 elems / 36 B) and 41 (q1_0, 128 /
+ * 18 B); they are left out so that wk_type_info(t) != NULL implies
+ * t < GGML_TYPE__COUNT, which code sizing arrays by GGML_TYPE__COUNT relies
+ * on. */
+static const struct wk_type_info k_types[GGML_TYPE__COUNT] = {
     [0] = {"f32", 1, 4, true},
     [1] = {"f16", 1, 2, true},
     [2] = {"q4_0", 32, 18, true},
@@ -73,13 +80,11 @@ static const struct wk_type_info k_types[WK_TYPE_MAX] = {
     [34] = {"tq1_0", 256, 54, false},
     [35] = {"tq2_0", 256, 66, false},
     [39] = {"mxfp4", 32, 17, false},
-    [40] = {"nvfp4", 64, 36, false},
-    [41] = {"q1_0", 128, 18, false},
 };
 
 const struct wk_type_info *wk_type_info(uint32_t type)
 {
-    if (type >= WK_TYPE_MAX || k_types[type].name == NULL)
+    if (type >= GGML_TYPE__COUNT || k_types[type].name == NULL)
         return NULL;
     return &k_types[type];
 }
@@ -446,9 +451,7 @@ void wk_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 
 /* --- dot products ---------------------------------------------------------- */
 
-
-/* Elements in a chunk that starts at `done` of n for a type with `bs`
- * elements per block. */
+/* Elements in the chunk that starts at element `done` of n. */
 WK_INLINE int chunk_len(int64_t n, int64_t done)
 {
     int64_t left = n - done;
@@ -458,11 +461,12 @@ WK_INLINE int chunk_len(int64_t n, int64_t done)
 /* On x86-64 with gcc, the dot products are compiled twice, for the baseline
  * (SSE2) and for x86-64-v3 (AVX2), and the dynamic loader picks one at
  * start-up (ifunc). The C is the same, and so are the results: the lane
- * layout is fixed in the source and -std=c11 keeps gcc from contracting
- * a*b+c into an FMA. */
+ * layout is fixed in the source, and -std=c11 (the project's c_std) keeps
+ * gcc from contracting the dot's a*b+c into an FMA. Build with
+ * -DWK_NO_CLONES to get the baseline only (the test passes both ways). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     !defined(WK_NO_CLONES)
-#define WK_DOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#define WK_DOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define WK_DOT_CLONES
 #endif
@@ -525,24 +529,23 @@ WK_INLINE float sum_lanes(const float *acc)
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* One dot product, `type` known supported. n % block_size == 0; every block
- * size divides WK_CHUNK or equals 1, and n is a multiple of the chunk's
- * block count, so each chunk holds whole blocks. The f32 path skips the
- * copy. The tail (n % WK_LANES, 1-element types only) is added in order at the end. */
+/* One dot product, `type` known supported, n % block_size == 0. Every block
+ * size divides WK_CHUNK, so each chunk holds whole blocks. Elements past the
+ * last multiple of WK_LANES (1-element types only) are added in order at the
+ * end. f32 rows are copied to an aligned buffer (the row pointer may be
+ * unaligned). */
 WK_INLINE float dot_row_impl(uint32_t type, const struct wk_type_info *ti,
-                                 const uint8_t *row, const float *restrict x, int64_t n)
+                             const uint8_t *row, const float *restrict x, int64_t n)
 {
     float acc[WK_LANES] = {0};
     _Alignas(64) float buf[WK_CHUNK];
     float tail = 0.0f;
     if (type == GGML_TYPE_F32) {
-        const float *w = (const float *)(const void *)row;
         _Alignas(64) float wa[WK_CHUNK];
         for (int64_t i = 0; i < n; i += WK_CHUNK) {
             int c = chunk_len(n, i);
             int c8 = c & ~(WK_LANES - 1);
-            /* row may be unaligned in the mapping; memcpy is cheap here */
-            memcpy(wa, w + i, (size_t)c * 4);
+            memcpy(wa, row + 4 * (size_t)i, (size_t)c * 4);
             fma_lanes(acc, wa, x + i, c8);
             for (int j = c8; j < c; j++)
                 tail += wa[j] * x[i + j];
@@ -584,10 +587,13 @@ void wk_dot_rows(uint32_t type, const void *w, size_t row_stride_bytes, int n_ro
 
 /* --- batched matmul tile ------------------------------------------------- */
 
-/* Rows dequantized together: each x element loaded feeds WK_TILE_R
- * multiply-adds. WK_TILE_R × WK_TILE_K floats = 16 KiB, kept in L1. */
+/* Blocking of wk_matmul_rows: WK_BLOCK_R rows × WK_TILE_K columns are
+ * dequantized at a time (16 × 512 floats = 32 KiB: stays in L1/L2), then
+ * every token's x chunk (2 KiB, in L1) is dotted with them, WK_TILE_R rows
+ * per kernel call so each x load feeds 4 multiply-adds. */
 #define WK_TILE_R 4
-#define WK_TILE_K 1024
+#define WK_BLOCK_R 16
+#define WK_TILE_K 512
 
 /* Lanes per row in the tile kernel: 4 rows x 16 lanes = 8 AVX2 registers of
  * independent accumulators. */
@@ -653,23 +659,23 @@ void wk_matmul_rows(uint32_t type, const void *w, size_t row_stride_bytes, int64
     WK_ASSERT(n >= 0 && n % ti->block_size == 0);
     WK_ASSERT(0 <= r0 && r0 <= r1 && r1 <= n_out && n_tok >= 0);
     const uint8_t *base = w;
-    _Alignas(64) float wt[WK_TILE_R * WK_TILE_K];
-    const int64_t n8 = n & ~(int64_t)(WK_MM_LANES - 1);
+    _Alignas(64) float wt[WK_BLOCK_R * WK_TILE_K]; /* (WK_BLOCK_R, WK_TILE_K) */
+    const int64_t n16 = n & ~(int64_t)(WK_MM_LANES - 1);
 
     for (int t = 0; t < n_tok; t++)
         for (int r = r0; r < r1; r++)
             y[(size_t)t * n_out + r] = 0.0f;
 
-    for (int r = r0; r < r1; r += WK_TILE_R) {
-        const int nr = r1 - r < WK_TILE_R ? r1 - r : WK_TILE_R;
-        for (int64_t k0 = 0; k0 < n8; k0 += WK_TILE_K) {
-            const int c = (int)(n8 - k0 < WK_TILE_K ? n8 - k0 : WK_TILE_K);
-            /* dequantize the tile; chunk c may end mid-block only for
-             * 1-element types (f32/f16/bf16), and WK_TILE_K is a multiple of
-             * every block size */
-            for (int i = 0; i < WK_TILE_R; i++) {
+    for (int r = r0; r < r1; r += WK_BLOCK_R) {
+        const int nr = r1 - r < WK_BLOCK_R ? r1 - r : WK_BLOCK_R;
+        const int ntile = (nr + WK_TILE_R - 1) / WK_TILE_R;
+        for (int64_t k0 = 0; k0 < n16; k0 += WK_TILE_K) {
+            /* c is a whole number of blocks: WK_TILE_K is a multiple of every
+             * block size, and only 1-element types have n16 < n */
+            const int c = (int)(n16 - k0 < WK_TILE_K ? n16 - k0 : WK_TILE_K);
+            for (int i = 0; i < ntile * WK_TILE_R; i++) {
                 float *dst = wt + (size_t)i * WK_TILE_K;
-                if (i >= nr) {
+                if (i >= nr) { /* padding rows of the last tile */
                     memset(dst, 0, (size_t)c * 4);
                     continue;
                 }
@@ -677,15 +683,19 @@ void wk_matmul_rows(uint32_t type, const void *w, size_t row_stride_bytes, int64
                 deq_chunk(type, row + (size_t)(k0 / ti->block_size) * ti->type_size, dst, c);
             }
             for (int t = 0; t < n_tok; t++) {
-                float part[WK_TILE_R];
-                dot4_lanes(part, wt, x + (size_t)t * n + k0, c);
+                const float *xt = x + (size_t)t * n + k0;
                 float *yt = y + (size_t)t * n_out + r;
-                for (int i = 0; i < nr; i++)
-                    yt[i] += part[i];
+                for (int g = 0; g < ntile; g++) {
+                    float part[WK_TILE_R];
+                    dot4_lanes(part, wt + (size_t)g * WK_TILE_R * WK_TILE_K, xt, c);
+                    const int lim = nr - g * WK_TILE_R < WK_TILE_R ? nr - g * WK_TILE_R : WK_TILE_R;
+                    for (int i = 0; i < lim; i++)
+                        yt[g * WK_TILE_R + i] += part[i];
+                }
             }
         }
         /* n % WK_MM_LANES tail (only 1-element types can have one) */
-        for (int64_t k = n8; k < n; k++) {
+        for (int64_t k = n16; k < n; k++) {
             for (int i = 0; i < nr; i++) {
                 const uint8_t *row = base + (size_t)(r + i) * row_stride_bytes;
                 float v;

@@ -72,6 +72,10 @@ float wk_dot_row(uint32_t type, const void *row, const float *x, int64_t n);
 
 /* --- added by the quants module (loader/quants.c) --- */
 
+/* Note on wk_type_info: it returns non-NULL only for ids < GGML_TYPE__COUNT,
+ * so arrays sized GGML_TYPE__COUNT can be indexed by any type it knows.
+ * (Newer ggml ids 40 nvfp4 and 41 q1_0 are therefore reported as unknown.) */
+
 /* y[r] = wk_dot_row(type, w + r*row_stride_bytes, x, n) for r < n_rows. */
 void wk_dot_rows(uint32_t type, const void *w, size_t row_stride_bytes, int n_rows,
                  const float *x, int64_t n, float *y);

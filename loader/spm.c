@@ -181,7 +181,7 @@ wk_status wk__spm_tokenize(const struct wk_vocab *v, const char *text, size_t le
     char *esc = NULL;
     struct spm_sym *syms = NULL;
     struct spm_heap heap = {0};
-    if (len == 0 && !add_prefix) return WK_STATUS_OK;
+    if (len == 0) return WK_STATUS_OK; /* llama.cpp never tokenizes an empty fragment */
     if (len > (UINT32_MAX - 3) / 3) return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "wk_tokenize: text of %zu bytes", len);
 
     /* escape: ' ' -> ▁ (3 bytes), optional leading ▁ */

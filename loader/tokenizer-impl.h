@@ -24,19 +24,27 @@
 
 #define WK__TOK_MAX_REGEX 4
 
-/* A growable byte arena + (offset, length) per entry. */
+/* A growable byte arena (< 4 GiB) + (offset, length) per entry. */
+struct wk__strent {
+    uint32_t off; /* into buf */
+    uint32_t len; /* without the NUL */
+};
 struct wk__strtab {
     char *buf;        /* all strings, each followed by a NUL */
     size_t len, cap;  /* bytes used / allocated in buf */
-    uint64_t *off;    /* n entries: offset into buf */
-    uint32_t *slen;   /* n entries: length without the NUL */
+    struct wk__strent *ent; /* n entries */
     int32_t n, cap_n;
 };
 
-/* Open-addressing map string -> symbol id over a strtab (keys live there). */
+/* Open-addressing map string -> symbol id over a strtab (keys live there).
+ * Each slot keeps the key's hash so probes rarely touch the strings. */
+struct wk__strslot {
+    int32_t id; /* -1 = empty */
+    uint32_t hash;
+};
 struct wk__strmap {
-    int32_t *slots; /* cap entries, -1 = empty */
-    uint32_t cap;   /* power of two */
+    struct wk__strslot *slots; /* cap entries */
+    uint32_t cap;              /* power of two */
     uint32_t n;
 };
 
@@ -90,8 +98,8 @@ wk_status wk__ids_push(struct wk__ids *ids, int32_t id, char *err, size_t err_le
 wk_status wk__strtab_add(struct wk__strtab *t, const char *s, size_t len, int32_t *id_out);
 void wk__strtab_free(struct wk__strtab *t);
 static inline const char *wk__strtab_get(const struct wk__strtab *t, int32_t i, size_t *len) {
-    *len = t->slen[i];
-    return t->buf + t->off[i];
+    *len = t->ent[i].len;
+    return t->buf + t->ent[i].off;
 }
 /* Lookup: symbol id of the text, or -1. */
 int32_t wk__sym_find(const struct wk__tok *tk, const char *s, size_t len);

@@ -46,15 +46,12 @@ wk_status wk__ids_push(struct wk__ids *ids, int32_t id, char *err, size_t err_le
 }
 
 wk_status wk__strtab_add(struct wk__strtab *t, const char *s, size_t len, int32_t *id_out) {
-    if (len > UINT32_MAX || t->n == INT32_MAX) return WK_STATUS_BAD_MODEL;
+    if (len >= UINT32_MAX - t->len || t->n == INT32_MAX) return WK_STATUS_BAD_MODEL; /* 4 GiB of text */
     if (t->n == t->cap_n) {
         int32_t cap = t->cap_n ? (t->cap_n > INT32_MAX / 2 ? INT32_MAX : t->cap_n * 2) : 1024;
-        uint64_t *noff = realloc(t->off, (size_t)cap * sizeof *noff);
-        if (!noff) return WK_STATUS_OOM_HOST;
-        t->off = noff;
-        uint32_t *nlen = realloc(t->slen, (size_t)cap * sizeof *nlen);
-        if (!nlen) return WK_STATUS_OOM_HOST;
-        t->slen = nlen;
+        struct wk__strent *ne = realloc(t->ent, (size_t)cap * sizeof *ne);
+        if (!ne) return WK_STATUS_OOM_HOST;
+        t->ent = ne;
         t->cap_n = cap;
     }
     if (t->cap - t->len < len + 1) {
@@ -67,8 +64,8 @@ wk_status wk__strtab_add(struct wk__strtab *t, const char *s, size_t len, int32_
     }
     if (len) memcpy(t->buf + t->len, s, len);
     t->buf[t->len + len] = '\0';
-    t->off[t->n] = t->len;
-    t->slen[t->n] = (uint32_t)len;
+    t->ent[t->n].off = (uint32_t)t->len;
+    t->ent[t->n].len = (uint32_t)len;
     t->len += len + 1;
     *id_out = t->n++;
     return WK_STATUS_OK;
@@ -76,8 +73,7 @@ wk_status wk__strtab_add(struct wk__strtab *t, const char *s, size_t len, int32_
 
 void wk__strtab_free(struct wk__strtab *t) {
     free(t->buf);
-    free(t->off);
-    free(t->slen);
+    free(t->ent);
     memset(t, 0, sizeof *t);
 }
 
@@ -106,51 +102,55 @@ size_t wk__utf8_encode(uint32_t cp, char *out) {
 
 // --- string -> symbol map ---------------------------------------------------
 
-static uint64_t hash_bytes(const char *s, size_t len) {
+static uint32_t hash_bytes(const char *s, size_t len) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)s[i];
         h *= 1099511628211ull;
     }
-    return h ^ (h >> 29);
+    return (uint32_t)(h ^ (h >> 32));
 }
 
-static wk_status strmap_init(struct wk__strmap *m, uint32_t n_expected) {
-    uint32_t cap = 1024;
-    while (cap < 2u * n_expected && cap < (1u << 31)) cap *= 2;
+static wk_status strmap_alloc(struct wk__strmap *m, uint32_t cap) {
     m->slots = malloc((size_t)cap * sizeof *m->slots);
     if (!m->slots) return WK_STATUS_OOM_HOST;
-    memset(m->slots, 0xff, (size_t)cap * sizeof *m->slots); /* -1 */
+    for (uint32_t i = 0; i < cap; i++) m->slots[i].id = -1;
     m->cap = cap;
     m->n = 0;
     return WK_STATUS_OK;
 }
 
-/* Slot index holding text s, or the empty slot where it would go. */
-static uint32_t strmap_slot(const struct wk__strmap *m, const struct wk__strtab *t, const char *s,
-                            size_t len) {
+static wk_status strmap_init(struct wk__strmap *m, uint32_t n_expected) {
+    uint32_t cap = 1024;
+    while (cap < 2u * n_expected && cap < (1u << 30)) cap *= 2;
+    return strmap_alloc(m, cap);
+}
+
+/* Slot index holding text s (hash h), or the empty slot where it would go. */
+static uint32_t strmap_slot(const struct wk__strmap *m, const struct wk__strtab *t, const char *s, size_t len,
+                            uint32_t h) {
     uint32_t mask = m->cap - 1;
-    uint32_t i = (uint32_t)hash_bytes(s, len) & mask;
-    for (;;) {
-        int32_t id = m->slots[i];
-        if (id < 0) return i;
-        if (t->slen[id] == len && memcmp(t->buf + t->off[id], s, len) == 0) return i;
-        i = (i + 1) & mask;
+    for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+        const struct wk__strslot *sl = &m->slots[i];
+        if (sl->id < 0) return i;
+        if (sl->hash == h) {
+            const struct wk__strent *e = &t->ent[sl->id];
+            if (e->len == len && memcmp(t->buf + e->off, s, len) == 0) return i;
+        }
     }
 }
 
-static wk_status strmap_grow(struct wk__strmap *m, const struct wk__strtab *t) {
-    struct wk__strmap nm = {0};
-    if (m->cap >= (1u << 31)) return WK_STATUS_OOM_HOST;
-    nm.cap = m->cap * 2;
-    nm.slots = malloc((size_t)nm.cap * sizeof *nm.slots);
-    if (!nm.slots) return WK_STATUS_OOM_HOST;
-    memset(nm.slots, 0xff, (size_t)nm.cap * sizeof *nm.slots);
+static wk_status strmap_grow(struct wk__strmap *m) {
+    struct wk__strmap nm;
+    if (m->cap >= (1u << 30)) return WK_STATUS_OOM_HOST;
+    wk_status st = strmap_alloc(&nm, m->cap * 2);
+    if (st != WK_STATUS_OK) return st;
+    uint32_t mask = nm.cap - 1;
     for (uint32_t i = 0; i < m->cap; i++) {
-        int32_t id = m->slots[i];
-        if (id < 0) continue;
-        uint32_t j = strmap_slot(&nm, t, t->buf + t->off[id], t->slen[id]);
-        nm.slots[j] = id;
+        if (m->slots[i].id < 0) continue;
+        uint32_t j = m->slots[i].hash & mask;
+        while (nm.slots[j].id >= 0) j = (j + 1) & mask; /* keys are distinct */
+        nm.slots[j] = m->slots[i];
     }
     nm.n = m->n;
     free(m->slots);
@@ -161,17 +161,20 @@ static wk_status strmap_grow(struct wk__strmap *m, const struct wk__strtab *t) {
 /* Map text(id) -> id, replacing an existing entry with the same text. */
 static wk_status strmap_put(struct wk__strmap *m, const struct wk__strtab *t, int32_t id) {
     if ((m->n + 1) * 2 > m->cap) {
-        wk_status s = strmap_grow(m, t);
+        wk_status s = strmap_grow(m);
         if (s != WK_STATUS_OK) return s;
     }
-    uint32_t i = strmap_slot(m, t, t->buf + t->off[id], t->slen[id]);
-    if (m->slots[i] < 0) m->n++;
-    m->slots[i] = id;
+    const char *s = t->buf + t->ent[id].off;
+    uint32_t h = hash_bytes(s, t->ent[id].len);
+    uint32_t i = strmap_slot(m, t, s, t->ent[id].len, h);
+    if (m->slots[i].id < 0) m->n++;
+    m->slots[i].id = id;
+    m->slots[i].hash = h;
     return WK_STATUS_OK;
 }
 
 int32_t wk__sym_find(const struct wk__tok *tk, const char *s, size_t len) {
-    return tk->map.slots[strmap_slot(&tk->map, &tk->sym, s, len)];
+    return tk->map.slots[strmap_slot(&tk->map, &tk->sym, s, len, hash_bytes(s, len))].id;
 }
 
 wk_status wk__sym_intern(struct wk__tok *tk, const char *s, size_t len, int32_t *id_out) {
@@ -263,7 +266,7 @@ static wk_status build_specials(struct wk_vocab *v, char *err, size_t err_len) {
     struct wk__tok *tk = v->impl;
     size_t n = 0;
     for (int32_t i = 0; i < v->n_tokens; i++)
-        if (is_special_attr(tk->attr[i]) && tk->sym.slen[i] > 0) n++;
+        if (is_special_attr(tk->attr[i]) && tk->sym.ent[i].len > 0) n++;
     struct special_key *keys = malloc((n ? n : 1) * sizeof *keys);
     tk->special_ids = malloc((n ? n : 1) * sizeof *tk->special_ids);
     if (!keys || !tk->special_ids) {
@@ -272,9 +275,9 @@ static wk_status build_specials(struct wk_vocab *v, char *err, size_t err_len) {
     }
     size_t k = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
-        if (!is_special_attr(tk->attr[i]) || tk->sym.slen[i] == 0) continue;
-        keys[k].first = (unsigned char)tk->sym.buf[tk->sym.off[i]];
-        keys[k].len = tk->sym.slen[i];
+        if (!is_special_attr(tk->attr[i]) || tk->sym.ent[i].len == 0) continue;
+        keys[k].first = (unsigned char)tk->sym.buf[tk->sym.ent[i].off];
+        keys[k].len = tk->sym.ent[i].len;
         keys[k].id = i;
         k++;
     }
@@ -528,8 +531,8 @@ static int32_t match_special(const struct wk__tok *tk, const char *text, size_t 
     unsigned char b = (unsigned char)text[0];
     for (uint32_t k = tk->special_start[b]; k < tk->special_start[b + 1]; k++) {
         int32_t id = tk->special_ids[k];
-        size_t sl = tk->sym.slen[id];
-        if (sl <= len && memcmp(tk->sym.buf + tk->sym.off[id], text, sl) == 0) return id;
+        size_t sl = tk->sym.ent[id].len;
+        if (sl <= len && memcmp(tk->sym.buf + tk->sym.ent[id].off, text, sl) == 0) return id;
     }
     return -1;
 }
@@ -565,7 +568,7 @@ wk_status wk_tokenize(const struct wk_vocab *v, const char *text, size_t len, bo
             }
             if (i > raw) st = tokenize_fragment(v, text + raw, i - raw, &ids, err, err_len);
             if (st == WK_STATUS_OK) st = wk__ids_push(&ids, id, err, err_len);
-            i += tk->sym.slen[id];
+            i += tk->sym.ent[id].len;
             if (tk->rstrip && tk->rstrip[id])
                 while (i < len && strchr(" \t\n\v\f\r", text[i]) && text[i]) i++;
             raw = i;
@@ -587,6 +590,9 @@ wk_status wk_tokenize(const struct wk_vocab *v, const char *text, size_t len, bo
 
 // --- per-token lookups ------------------------------------------------------------
 
+/* Pieces were decoded at load (bpe.c / spm.c). CONTROL, UNKNOWN and UNUSED
+ * tokens detokenize to nothing unless render_special, then to their text;
+ * USER_DEFINED tokens always to their text (as llama.cpp). */
 const char *wk_token_piece(const struct wk_vocab *v, int32_t id, bool render_special, size_t *len) {
     size_t dummy;
     if (!len) len = &dummy;
@@ -604,7 +610,7 @@ const char *wk_token_piece(const struct wk_vocab *v, int32_t id, bool render_spe
 const char *wk_token_text(const struct wk_vocab *v, int32_t id) {
     if (!v || !v->impl || id < 0 || id >= v->n_tokens) return "";
     const struct wk__tok *tk = v->impl;
-    return tk->sym.buf + tk->sym.off[id];
+    return tk->sym.buf + tk->sym.ent[id].off;
 }
 
 int32_t wk_token_id(const struct wk_vocab *v, const char *text) {

@@ -651,6 +651,17 @@ START_TEST(test_duplicates_and_names) {
     expect_bad(&b, "tensor 'nnnnnnnn", "name is 70 bytes");
     free(b.p);
 
+    /* keys are at most 65535 bytes (GGUF spec) */
+    char *longkey = malloc(70001);
+    memset(longkey, 'k', 70000);
+    longkey[70000] = '\0';
+    b = (struct wb){0};
+    wb_header(&b, 3, 0, 1);
+    wb_kv_u32(&b, longkey, 1);
+    free(longkey);
+    expect_bad(&b, "key 'kkkkkkkk", "...'", "key is 70000 bytes (max 65535)");
+    free(b.p);
+
     /* a name with control bytes is quoted safely */
     b = (struct wb){0};
     wb_header(&b, 3, 0, 1);

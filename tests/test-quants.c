@@ -325,6 +325,11 @@ START_TEST(test_vectors_type_table) {
             char name[13] = {0};
             memcpy(name, e + 12, 12);
             const struct wk_type_info *ti = wk_type_info(id);
+            if (id >= GGML_TYPE__COUNT) {
+                /* newer ids (nvfp4, q1_0): deliberately unknown, see quants.c */
+                ck_assert_ptr_null(ti);
+                continue;
+            }
             ck_assert_msg(ti != NULL, "type %u (%s) unknown", id, name);
             if (id == GGML_TYPE_Q8_1) {
                 /* Known gguf-py defect: its table still says 4 + 4 + 32 = 40
@@ -343,8 +348,11 @@ START_TEST(test_vectors_type_table) {
         }
     }
     ck_assert_int_gt(n, 30);
-    for (uint32_t id = 0; id < 256; id++)
+    for (uint32_t id = 0; id < 256; id++) {
         if (!in_table[id]) ck_assert_msg(wk_type_info(id) == NULL, "type %u not in gguf-py but known here", id);
+        /* arrays sized GGML_TYPE__COUNT may be indexed by any known type */
+        if (wk_type_info(id) != NULL) ck_assert_uint_lt(id, GGML_TYPE__COUNT);
+    }
     free_vectors(&vf);
 }
 END_TEST

@@ -26,7 +26,9 @@
 #include "loader/tokenizer.h"
 #include "tests/testutil.h"
 #include "worker.pb-c.h"
+#include "worker/backend.h"
 #include "worker/frame.h"
+#include "worker/generate.h"
 
 #define TIMEOUT_MS 20000
 #define MAXTOK 4096
@@ -1499,6 +1501,83 @@ START_TEST(test_orcd_ctrl_c_cancels) {
 }
 END_TEST
 
+// --- in-process: backend selection, parameter mapping, UTF-8 ---------------------
+
+START_TEST(test_backend_create_devices) {
+    if (!have_model(STORIES)) return;
+    struct wk_model *m = calloc(1, sizeof *m);
+    char err[256];
+    ck_assert_int_eq(wk_model_load(model_path(STORIES), m, err, sizeof err), WK_STATUS_OK);
+    struct wk_backend *b = NULL;
+    const char *bad[] = {"tpu", "cuda:", "cuda:x", "cuda:-1", "CPU", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(wk_backend_create(m, bad[i], 0, &b, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
+        ck_assert_ptr_null(b);
+        ck_assert_msg(strstr(err, "device"), "'%s': %s", bad[i], err);
+    }
+    /* n_ctx <= 0: the training context (2048 here), capped at 4096 */
+    ck_assert_int_eq(wk_backend_create(m, "cpu", 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(b->n_ctx, m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
+    ck_assert_str_eq(b->ops->name, "cpu");
+    wk_backend_free(b);
+    ck_assert_int_eq(wk_backend_create(m, "cpu", 100, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(b->n_ctx, 100);
+    wk_backend_free(b);
+    b = NULL;
+    /* cuda in a build or on a machine without it: an error, never a crash */
+    wk_status st = wk_backend_create(m, "cuda:0", 0, &b, err, sizeof err);
+    if (st == WK_STATUS_OK) wk_backend_free(b);
+    else ck_assert_ptr_null(b);
+    wk_model_free(m);
+    free(m);
+}
+END_TEST
+
+START_TEST(test_infer_params_mapping) {
+    struct wk_sampling sp;
+    char err[256];
+    Orcd__V1__InferRequest q = mk_prompt("x", 1);
+    ck_assert_int_eq(wk_infer_params(&q, 512, &sp, err, sizeof err), WK_STATUS_OK);
+    ck_assert(sp.temperature == 0.0f);
+    ck_assert(sp.top_p == 1.0f);              /* 0 = off */
+    ck_assert(sp.repetition_penalty == 1.0f); /* 0 = off */
+    ck_assert_int_eq(sp.repeat_last_n, 64);   /* 0 = 64 */
+    ck_assert_int_eq(sp.top_k, 0);
+    q.top_k = 100000;
+    q.top_p = 0.9f;
+    q.min_p = 0.05f;
+    q.repetition_penalty = 1.1f;
+    q.repeat_last_n = 32;
+    q.seed = 99;
+    q.logprobs = 3;
+    q.temperature = 0.7f;
+    ck_assert_int_eq(wk_infer_params(&q, 512, &sp, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(sp.top_k, 512); /* clamped to the vocabulary */
+    ck_assert(sp.top_p == 0.9f && sp.min_p == 0.05f && sp.repetition_penalty == 1.1f);
+    ck_assert_int_eq(sp.repeat_last_n, 32);
+    ck_assert_uint_eq(sp.seed, 99);
+    ck_assert_int_eq(sp.n_logprobs, 3);
+    q.temperature = 101;
+    ck_assert_int_eq(wk_infer_params(&q, 512, &sp, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(err, "temperature"));
+    q.temperature = INFINITY;
+    ck_assert_int_eq(wk_infer_params(&q, 512, &sp, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
+}
+END_TEST
+
+START_TEST(test_utf8_validator) {
+    /* the worker's validator against this file's independent one */
+    const char *cases[] = {"", "abc", "\xc3\xa9", "\xe2\x80\x9c", "\xf0\x9f\x98\x80",
+                           "\xc3", "\xe2\x80", "\x80", "\xc0\xaf", "\xe0\x80\xaf",
+                           "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xff", "a\xc3\xa9" "b\xe2"};
+    bool want[] = {1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ck_assert_msg(wk_utf8_valid(cases[i], strlen(cases[i])) == want[i], "case %zu", i);
+        ck_assert_msg(utf8_ok(cases[i]) == want[i], "case %zu (test's own)", i);
+    }
+}
+END_TEST
+
 /* ORCD_TEST_ONLY=substring runs only the matching tests. */
 #define ADD(tc, t)                                                        \
     do {                                                                  \
@@ -1510,6 +1589,9 @@ int main(void) {
     Suite *s = suite_create("worker");
     TCase *tc = tcase_create("worker");
     tcase_set_timeout(tc, 120);
+    ADD(tc, test_backend_create_devices);
+    ADD(tc, test_infer_params_mapping);
+    ADD(tc, test_utf8_validator);
     ADD(tc, test_ready_and_health);
     ADD(tc, test_health_before_ready_is_loading);
     ADD(tc, test_load_failure);

@@ -264,4 +264,5 @@ with open(args.out, "wb") as fp:
         fp.write(struct.pack("<IIIII", kind, n, len(src), len(dst), len(name)))
         fp.write(name + src + dst)
 size = os.path.getsize(args.out)
-print(f"gen-quant-vectors: wrote {len(records)} records, {size} bytes to {args.out}", file=sys.stderr)
+print(f"gen-quant-vectors: wrote {len(records)} records, {size} bytes to {os.path.normpath(args.out)}",
+      file=sys.stderr)

@@ -157,6 +157,11 @@ def synthetic():
                   gguf_bytes([('tokenizer.ggml.tokens', T_ARR, (T_STR, ['<unk>', 'a', 'bc']))],
                              [], pad_end=False)))
     seeds.append(('empty', gguf_bytes([], [])))
+    for depth in (8, 9):  # the nesting bound (GGUF_MAX_ARRAY_DEPTH = 8) and one past it
+        v = (T_U8, [7])
+        for _ in range(depth - 1):
+            v = (T_ARR, [v])
+        seeds.append(('deep%d' % depth, gguf_bytes([('deep', T_ARR, v)], [])))
     return seeds
 
 

@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -921,6 +922,7 @@ int main(int argc, char **argv) {
     uint8_t *data = NULL;
     float *scratch = NULL;
     FILE *f = NULL;
+    bool created = false; /* remove a half-written file on failure */
     double t_start = now_s();
 
     wk_status s = vocab_file_read(vocab_path, &voc, err, sizeof err);
@@ -1019,6 +1021,8 @@ int main(int argc, char **argv) {
     }
     f = fopen(out_path, "wb");
     if (!f) { free(jobs); free(tid); snprintf(err, sizeof err, "%s: %s", out_path, strerror(errno)); goto fail; }
+    struct stat st;
+    created = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode); /* never unlink /dev/... */
     setvbuf(f, NULL, _IOFBF, 8 << 20);
     bool ok = fwrite(hdr.p, 1, hdr.n, f) == hdr.n;
     double err2[N_TYPES] = {0}, ref2[N_TYPES] = {0};
@@ -1090,6 +1094,7 @@ int main(int argc, char **argv) {
 fail:
     fprintf(stderr, "orcd-synth: %s\n", err);
     if (f) fclose(f);
+    if (created) unlink(out_path);
 done:
     vocab_file_free(&voc);
     vocab_file_free(&tmpl);

@@ -1,0 +1,123 @@
+#!/bin/sh
+# gpu-run.sh — the one script for the GPU machine: build here, pack, run there.
+#
+# The GPU machine has CUDA (driver, nvcc, cuBLAS) but no meson, protobuf-c or
+# Check, so everything is built here for sm_90 with those libraries linked
+# statically (meson -Dprefer_static=true), and gathered with the models, the
+# references and the tokenizer vocabulary the tests need into one ignored
+# folder, gpu-pack/ (under 64 MiB).
+#
+#   here:    tools/gpu-run.sh pack          build build-gpu/ and fill gpu-pack/
+#   there:   sh tools/gpu-run.sh device     run the GPU tests and the benchmark
+#
+# The one device command (device tool `run`, with carry ["gpu-pack"]):
+#   sh tools/gpu-run.sh device
+# It writes under $OUT: test-cuda.log (every test, the per-type relative L2
+# errors CUDA vs CPU, greedy and reproducibility results), bench.jsonl (one
+# orcd-bench JSON per weight type: F16, Q8_0, Q4_K_M synthetic Qwen2.5-0.5B
+# files from orcd-synth), bench.log, and nvidia-smi.txt. Options, as
+# environment variables:
+#   GPU_RUN_TESTS=0        skip the tests        GPU_RUN_BENCH=0  skip the benchmark
+#   GPU_RUN_TYPES="f16 q8_0 q4_k_m"               GPU_RUN_NOGRAPH=1  also bench without the CUDA graph
+#   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
+set -eu
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+pack="$here/gpu-pack"
+mode=${1:-}
+
+case "$mode" in
+pack)
+    shared=${ORCD_SHARED:-$here/../shared}
+    build="$here/build-gpu"
+    if [ ! -d "$build" ]; then
+        meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
+    fi
+    ninja -C "$build" tests/test-cuda tools/orcd-synth tools/orcd-bench tools/orcd worker/worker-orcd
+    rm -rf "$pack"
+    mkdir -p "$pack/bin" "$pack/lib" "$pack/shared/models" "$pack/shared/reference/stories260K" \
+        "$pack/shared/reference/tiny-qwen2"
+    for b in tests/test-cuda tools/orcd-synth tools/orcd-bench tools/orcd worker/worker-orcd; do
+        cp "$build/$b" "$pack/bin/"
+        strip "$pack/bin/$(basename "$b")"
+    done
+    # the CUDA runtime this was linked against (cuBLAS comes from the machine's toolkit)
+    cudart=$(ldd "$build/tests/test-cuda" | awk '/libcudart/ {print $3}')
+    [ -n "$cudart" ] && cp -L "$cudart" "$pack/lib/"
+    cp "$shared"/models/stories260K.gguf "$shared"/models/tiny-qwen2-*.gguf \
+        "$shared"/models/qwen2.5-vocab.gguf "$pack/shared/models/"
+    cp "$shared"/reference/stories260K/once.txt "$pack/shared/reference/stories260K/"
+    cp "$shared"/reference/tiny-qwen2/*.txt "$pack/shared/reference/tiny-qwen2/"
+    du -sh "$pack"
+    size=$(du -sb "$pack" | cut -f1)
+    if [ "$size" -gt 62000000 ]; then
+        echo "gpu-run.sh: gpu-pack is $size bytes: over the device's transfer limit" >&2
+        exit 1
+    fi
+    ;;
+device)
+    out=${OUT:-/tmp/gpu-out}
+    mkdir -p "$out"
+    export ORCD_SHARED="$pack/shared"
+    export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
+    nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
+    head -12 "$out/nvidia-smi.txt" || true
+    rc=0
+    if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
+        echo "== test-cuda"
+        set +e
+        timeout "${GPU_RUN_TEST_TIMEOUT:-360}" "$pack/bin/test-cuda" > "$out/test-cuda.log" 2>&1
+        rc=$?
+        set -e
+        grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
+        echo "test-cuda exit status $rc"
+    fi
+    if [ "${GPU_RUN_REPRO:-1}" = 1 ]; then
+        # 10 runs of one seeded request through the worker process: identical streams
+        echo "== reproducibility through the worker (10 runs)"
+        : > "$out/repro.log"
+        for m in tiny-qwen2-q4_k_m stories260K; do
+            for i in 1 2 3 4 5 6 7 8 9 10; do
+                timeout 30 "$pack/bin/orcd" --worker "$pack/bin/worker-orcd" --model "$ORCD_SHARED/models/$m.gguf" \
+                    --device cuda --prompt "Once upon a time" --max-tokens 64 --temperature 0.9 --top-p 0.95 \
+                    --seed 1234 2>> "$out/repro.log" | md5sum | sed "s/-\$/$m run $i/" >> "$out/repro.md5"
+            done
+            echo "$m: $(grep -c " $m run" "$out/repro.md5") runs, $(grep " $m run" "$out/repro.md5" | cut -d' ' -f1 | sort -u | wc -l) distinct stream(s)"
+        done
+    fi
+    if [ "${GPU_RUN_BENCH:-1}" = 1 ]; then
+        echo "== benchmark"
+        : > "$out/bench.jsonl"
+        for t in ${GPU_RUN_TYPES:-f16 q8_0 q4_k_m}; do
+            f=/tmp/qwen2.5-0.5b-synth-$t.gguf
+            "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
+                >> "$out/bench.log" 2>&1
+            timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+                > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
+            tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
+            if [ "${GPU_RUN_NOGRAPH:-0}" = 1 ]; then
+                WK_CUDA_NOGRAPH=1 timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+                    2>> "$out/bench.log" | tr -d '\n' | sed 's/^/{"nograph":1,"r":/; s/$/}/' >> "$out/bench.jsonl"
+                echo >> "$out/bench.jsonl"
+            fi
+            if [ "${GPU_RUN_NCU:-0}" = 1 ] && [ "$t" = "${GPU_RUN_NCU_TYPE:-q8_0}" ]; then
+                # per-kernel durations of a few decode steps (no graph, so each kernel shows)
+                ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+                [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none \
+                    --metrics gpu__time_duration.sum --csv --page raw \
+                    "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
+                    > "$out/ncu-$t.csv" 2>> "$out/bench.log" || echo "ncu failed" >&2
+            fi
+            rm -f "$f" "$out/bench-$t.json"
+        done
+        # a short table: type, prefill tok/s, decode tok/s
+        sed -E 's/.*"ftype": *"([^"]*)".*"prefill": *\{[^}]*"tokens_per_s": *([0-9.]+).*"decode": *\{[^}]*"tokens_per_s": *([0-9.]+).*/\1 prefill \2 tok\/s  decode \3 tok\/s/' \
+            "$out/bench.jsonl" || true
+    fi
+    exit $rc
+    ;;
+*)
+    echo "usage: tools/gpu-run.sh pack | device   (see the comment at the top)" >&2
+    exit 2
+    ;;
+esac
