@@ -105,18 +105,6 @@ void cpu_rmsnorm(const float *x, const float *w, float *out, int n, float eps) {
     for (int i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* fp32 dot with 8 independent accumulators (vectorizes at -O2). */
-static float dot_f32(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0};
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float s = 0;
-    for (; i < n; i++) s += a[i] * b[i];
-    for (int j = 0; j < 8; j++) s += acc[j];
-    return s;
-}
-
 struct matmul_job {
     const struct wk_tensor *W;
     const float *x;
@@ -125,25 +113,19 @@ struct matmul_job {
     size_t row_bytes;
 };
 
-/* Rows are split into contiguous ranges per thread; each row is dequantized
- * once and dotted with every token of the batch. */
+/* Rows are split into contiguous ranges per thread; a single token uses the
+ * fused dequantize-dot (wk_dot_rows), a batch dequantizes each weight row
+ * once and dots it with every token (wk_matmul_rows). */
 static void matmul_worker(void *varg, int ith, int nth) {
     struct matmul_job *j = varg;
     const int64_t n_in = j->W->ne[0], n_out = j->W->ne[1];
     const int64_t r0 = n_out * ith / nth, r1 = n_out * (ith + 1) / nth;
     const uint8_t *base = j->W->data;
-    if (j->n_tok == 1) {
-        for (int64_t r = r0; r < r1; r++)
-            j->y[r] = wk_dot_row(j->W->type, base + r * j->row_bytes, j->x, n_in);
-        return;
-    }
-    float *row = malloc((size_t)n_in * sizeof *row);
-    if (!row) abort(); /* n_in <= MAX_FF floats: a failure here means the host is gone */
-    for (int64_t r = r0; r < r1; r++) {
-        wk_dequantize_row(j->W->type, base + r * j->row_bytes, row, n_in);
-        for (int t = 0; t < j->n_tok; t++) j->y[(size_t)t * n_out + r] = dot_f32(row, j->x + (size_t)t * n_in, n_in);
-    }
-    free(row);
+    if (r1 <= r0) return;
+    if (j->n_tok == 1)
+        wk_dot_rows(j->W->type, base + r0 * j->row_bytes, j->row_bytes, (int)(r1 - r0), j->x, n_in, j->y + r0);
+    else
+        wk_matmul_rows(j->W->type, base, j->row_bytes, n_in, (int)r0, (int)r1, j->x, j->n_tok, j->y, (int)n_out);
 }
 
 void cpu_matmul(struct cpu_pool *p, const struct wk_tensor *W, const float *x, int n_tok, float *y) {

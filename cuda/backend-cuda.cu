@@ -753,7 +753,7 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
         CU(cudaMallocHost(&c->h_res, sizeof(wk_cu_sample_res)));
         int max_in = c->E > c->qd ? c->E : c->qd;
         if (c->n_ff > max_in) max_in = c->n_ff;
-        CU(wk_cu_kernels_init(max_in, c->hd));
+        CU(wk_cu_kernels_init(max_in, c->hd, getenv("WK_CUDA_NOPDL") == NULL));
         c->L = (cu_layer *)calloc((size_t)c->n_layer, sizeof(cu_layer));
         if (!c->L) {
             s = wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
@@ -791,6 +791,7 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
         FAIL_IF(upload_weights(c, m, err, err_len));
         CU(cudaMemsetAsync(c->kc, 0, c->kv_bytes, c->st));
         CU(cudaMemsetAsync(c->dcount, 0, (size_t)c->n_head * sizeof(unsigned), c->st));
+        CU(cudaMemsetAsync(c->smp.counter, 0, sizeof(unsigned), c->st));
         CU(cudaStreamSynchronize(c->st));
 #undef CU
     }

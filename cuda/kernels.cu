@@ -14,7 +14,41 @@
  */
 #include <math.h>
 
+#include <utility>
+
 #include "cuda/kernels.cuh"
+
+// --- programmatic dependent launch ----------------------------------------------------
+
+/* Decode kernels are launched with programmatic stream serialization: a
+ * kernel may be scheduled while the one before it still runs. Each waits
+ * (griddepcontrol.wait) for its predecessor to finish before touching any
+ * data a predecessor reads or writes, then lets its own successor launch.
+ * Work done before the wait only reads weights (immutable): the matrix-vector
+ * kernel prefetches its first rows into L2 there, which hides the launch and
+ * the first DRAM round trip. Both instructions are no-ops in a plain launch. */
+__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void pdl_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
+static bool g_pdl = true;
+static int g_mv_blocks_per_sm = 2;
+
+template <typename... K, typename... A>
+static cudaError_t launch(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, A &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = g_pdl ? 1 : 0;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+}
 
 // --- block reductions -------------------------------------------------------------
 
@@ -145,12 +179,62 @@ __device__ __forceinline__ void dot_pair(const wk_cu_mat &ma, int ra, const wk_c
     a1 = wk_warp_sum(a1);
 }
 
+/* The rows of work unit u: two rows of m[0] (STORE/ADD), gate row u with up
+ * row u (SWIGLU), or the rope pair of a Q/K head (two adjacent rows of V). */
+__device__ __forceinline__ void unit_rows(const wk_mv_args &a, int u, const wk_cu_mat **ma, const wk_cu_mat **mb,
+                                          int *r0, int *r1, int *seg, int *rot_i) {
+    *ma = *mb = &a.m[0];
+    *seg = 0;
+    *rot_i = -1;
+    if (a.out_mode == WK_OUT_STORE || a.out_mode == WK_OUT_ADD) {
+        *r0 = 2 * u;
+        *r1 = 2 * u + 1 < a.m[0].n_rows ? 2 * u + 1 : -1;
+    } else if (a.out_mode == WK_OUT_SWIGLU) {
+        *r0 = *r1 = u;
+        *mb = &a.m[1];
+    } else {
+        const int hd = a.head_dim, hp = hd / 2;
+        const int uq = a.n_head * hp, uk = a.n_head_kv * hp;
+        int uu;
+        if (u < uq) { *seg = 0; uu = u; }
+        else if (u < uq + uk) { *seg = 1; uu = u - uq; }
+        else { *seg = 2; uu = u - uq - uk; }
+        const int head = uu / hp, i = uu % hp;
+        int p0 = 2 * i, p1 = 2 * i + 1;
+        if (*seg < 2 && rope_pair(i, a.rope_dim, a.rope_neox, &p0, &p1)) *rot_i = i;
+        *r0 = head * hd + p0;
+        *r1 = head * hd + p1;
+        *ma = *mb = &a.m[*seg];
+    }
+}
+
+__device__ __forceinline__ void prefetch_row(const wk_cu_mat *m, int r, int k0, int ks) {
+    if (r < 0) return;
+    const uint8_t *p = m->w + (size_t)r * m->row_bytes;
+    const int lines = (int)((m->row_bytes + 127) / 128);
+    for (int k = k0; k < lines; k += ks) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + 128 * (size_t)k));
+}
+
 __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_args a) {
     extern __shared__ float xs[];
     __shared__ double red[32];
     const int n = a.n_in, tid = threadIdx.x, nt = blockDim.x;
     const bool tr = n % 32 == 0;
     const int nU = n / 32;
+    {
+        // before the predecessor is done: pull this warp's first rows into L2
+        const int w = tid >> 5, u = blockIdx.x * ((nt >> 5) / a.wpu) + w / a.wpu;
+        if (u < a.n_units) {
+            const wk_cu_mat *ma, *mb;
+            int r0, r1, seg, rot;
+            unit_rows(a, u, &ma, &mb, &r0, &r1, &seg, &rot);
+            const int k0 = (w % a.wpu) * 32 + (tid & 31), ks = 32 * a.wpu;
+            prefetch_row(ma, r0, k0, ks);
+            prefetch_row(mb, r1, k0, ks);
+        }
+    }
+    pdl_wait();
+    pdl_launch();
 
     // input stage: xs = the (normed / combined) input vector
     float scale = 1.0f;
@@ -200,27 +284,8 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
         const int u = base + lu;
         const bool valid = u < a.n_units;
         int seg = 0, r0 = 0, r1 = -1, rot_i = -1;
-        const wk_cu_mat *ma = &a.m[0], *mb = &a.m[0];
-        if (a.out_mode == WK_OUT_STORE || a.out_mode == WK_OUT_ADD) {
-            r0 = 2 * u;
-            r1 = 2 * u + 1 < a.m[0].n_rows ? 2 * u + 1 : -1;
-        } else if (a.out_mode == WK_OUT_SWIGLU) {
-            r0 = r1 = u;
-            mb = &a.m[1];
-        } else { // QKV: the rows of one rope pair (or two adjacent rows of V)
-            const int hd = a.head_dim, hp = hd / 2;
-            const int uq = a.n_head * hp, uk = a.n_head_kv * hp;
-            int uu;
-            if (u < uq) { seg = 0; uu = u; }
-            else if (u < uq + uk) { seg = 1; uu = u - uq; }
-            else { seg = 2; uu = u - uq - uk; }
-            const int head = uu / hp, i = uu % hp;
-            int p0 = 2 * i, p1 = 2 * i + 1;
-            if (seg < 2 && rope_pair(i, a.rope_dim, a.rope_neox, &p0, &p1)) rot_i = i;
-            r0 = head * hd + p0;
-            r1 = head * hd + p1;
-            ma = mb = &a.m[seg];
-        }
+        const wk_cu_mat *ma, *mb;
+        unit_rows(a, valid ? u : 0, &ma, &mb, &r0, &r1, &seg, &rot_i);
         float a0 = 0.0f, a1 = 0.0f;
         if (valid) dot_pair(*ma, r0, *mb, r1, xs, n, sub * 32 + lane, 32 * wpu, a0, a1);
         if (wpu > 1) {
@@ -283,11 +348,10 @@ cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
     a.wpu = wpu;
     const int upb = wpb / wpu;
     int blocks = wk_cdiv(a.n_units, upb);
-    const int max_blocks = n_sm * 8;
+    const int max_blocks = n_sm * g_mv_blocks_per_sm; /* one wave: the input stage runs once per block */
     if (blocks > max_blocks) blocks = max_blocks;
     const size_t smem = (size_t)a.n_in * sizeof(float);
-    mv_kernel<<<blocks, wpb * 32, smem, st>>>(a);
-    return cudaGetLastError();
+    return launch(mv_kernel, dim3(blocks), dim3(wpb * 32), smem, st, a);
 }
 
 // --- decode attention --------------------------------------------------------------
@@ -307,6 +371,8 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
     __shared__ float red[32];
     __shared__ float acc[WK_CU_ATT_THREADS * 8];
     __shared__ bool last;
+    pdl_wait();
+    pdl_launch();
     const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x;
     const int L = *d_pos + 1, ns = (L + WK_CU_ATT_CHUNK - 1) / WK_CU_ATT_CHUNK;
     if (s >= ns) return;
@@ -399,15 +465,15 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
 cudaError_t wk_cu_attn_decode(const float *q, const __half *kc, const __half *vc, const int *d_pos, int n_head,
                               int n_head_kv, int head_dim, int max_split, float *part, float *out,
                               unsigned *counters, cudaStream_t st) {
-    dim3 grid(n_head, max_split);
-    attn_decode_kernel<<<grid, WK_CU_ATT_THREADS, 0, st>>>(q, kc, vc, d_pos, n_head, n_head_kv, head_dim,
-                                                           max_split, part, out, counters);
-    return cudaGetLastError();
+    return launch(attn_decode_kernel, dim3(n_head, max_split), dim3(WK_CU_ATT_THREADS), 0, st, q, kc, vc, d_pos,
+                  n_head, n_head_kv, head_dim, max_split, part, out, counters);
 }
 
 // --- row kernels -------------------------------------------------------------------
 
 __global__ void embed_kernel(wk_cu_mat m, int n_embd, const int32_t *tok, float *x) {
+    pdl_wait();
+    pdl_launch();
     const int r = blockIdx.x;
     const uint8_t *row = m.w + (size_t)tok[r] * m.row_bytes;
     float *out = x + (size_t)r * n_embd;
@@ -430,6 +496,8 @@ cudaError_t wk_cu_embed(const wk_cu_mat &embd, int n_embd, const int32_t *tok, i
 
 __global__ void rmsnorm_kernel(const float *x, const float *w, int n, float eps, float *y, __half *y16) {
     __shared__ double red[32];
+    pdl_wait();
+    pdl_launch();
     const float *xr = x + (size_t)blockIdx.x * n;
     double ss = 0.0;
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += (double)xr[i] * xr[i];
@@ -645,10 +713,15 @@ cudaError_t wk_cu_add(float *x, const float *y, size_t n, cudaStream_t st) {
 }
 
 /* Raise the dynamic shared-memory limits for the largest shapes of the model. */
-cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim) {
+cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim, bool pdl) {
+    g_pdl = pdl;
     cudaError_t e = cudaFuncSetAttribute(mv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)((size_t)max_n_in * sizeof(float)));
     if (e != cudaSuccess) return e;
+    int nb = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel, 256, (size_t)max_n_in * sizeof(float));
+    if (e != cudaSuccess) return e;
+    g_mv_blocks_per_sm = nb > 0 ? nb : 1;
     return cudaFuncSetAttribute(attn_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)attn_prefill_smem(head_dim));
 }

@@ -58,8 +58,9 @@ cudaError_t wk_cu_swiglu(const float *g, const float *u, size_t n, float *act, _
 /* x += y, n elements. */
 cudaError_t wk_cu_add(float *x, const float *y, size_t n, cudaStream_t st);
 
-/* Raise dynamic shared-memory limits for the model's largest shapes (once). */
-cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim);
+/* Raise dynamic shared-memory limits for the model's largest shapes, size the
+ * matrix-vector grid to one wave, choose programmatic dependent launch (once). */
+cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim, bool pdl);
 
 // --- sampling (sample.cu) -------------------------------------------------------
 
@@ -85,6 +86,7 @@ struct wk_cu_sampler {
     int32_t *hist;         /* (hist_cap) history window */
     int hist_cap;
     void *red;             /* reduction partials */
+    unsigned *counter;     /* blocks done in the reduction (zero between uses) */
     void *cub_tmp;
     size_t cub_bytes;
     wk_cu_sample_res *res; /* device */
@@ -92,7 +94,8 @@ struct wk_cu_sampler {
 
 /* Device bytes the sampler needs for n_vocab (cub workspace included). */
 size_t wk_cu_sampler_bytes(int n_vocab, int hist_cap);
-/* Carve the sampler's buffers out of mem (wk_cu_sampler_bytes). */
+/* Carve the sampler's buffers out of mem (wk_cu_sampler_bytes); the caller
+ * zeroes s->counter once. */
 void wk_cu_sampler_init(wk_cu_sampler *s, int n_vocab, int hist_cap, uint8_t *mem);
 /* Enqueue sampling of logits (n_vocab f32, device) per p (see worker/sample.h);
  * the result lands in s->res. hist: the (at most hist_cap) last history ids,

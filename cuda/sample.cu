@@ -39,7 +39,7 @@ __device__ __forceinline__ float clean(float v) { return v == v ? v : -INFINITY;
 static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 static int red_blocks(int n) {
-    int b = (n + 4095) / 4096;
+    int b = (n + 1023) / 1024;
     return b < 1 ? 1 : (b > 256 ? 256 : b);
 }
 
@@ -54,7 +54,7 @@ static size_t cub_bytes(int n) {
 size_t wk_cu_sampler_bytes(int n_vocab, int hist_cap) {
     size_t n = (size_t)n_vocab;
     return al256(n * 4) + 4 * al256(n * 4) + al256((n + 1) * 8) + al256(n / 8 + 1) + al256((size_t)hist_cap * 4) +
-           al256((size_t)red_blocks(n_vocab) * sizeof(red_part)) + al256(cub_bytes(n_vocab)) +
+           al256((size_t)red_blocks(n_vocab) * sizeof(red_part)) + al256(cub_bytes(n_vocab)) + 256 +
            al256(sizeof(wk_cu_sample_res));
 }
 
@@ -72,6 +72,7 @@ void wk_cu_sampler_init(wk_cu_sampler *s, int n_vocab, int hist_cap, uint8_t *me
     s->seen = mem; mem += al256(n / 8 + 1);
     s->hist = (int32_t *)mem; mem += al256((size_t)hist_cap * 4);
     s->red = mem; mem += al256((size_t)s->n_red * sizeof(red_part));
+    s->counter = (unsigned *)mem; mem += 256;
     s->cub_bytes = cub_bytes(n_vocab);
     s->cub_tmp = mem; mem += al256(s->cub_bytes);
     s->res = (wk_cu_sample_res *)mem;
@@ -98,79 +99,113 @@ __global__ void penalty_kernel(float *z, uint8_t *seen, int n, const int32_t *hi
     }
 }
 
-/* Per block over a contiguous range: argmax of zsrc, max of raw, and
- * sum exp(raw - max) in double. */
-__global__ void __launch_bounds__(RED_THREADS) reduce1_kernel(const float *zsrc, const float *raw, int n, red_part *part) {
-    __shared__ float sv[RED_THREADS];
-    __shared__ int si[RED_THREADS];
-    __shared__ double sd[RED_THREADS];
+__device__ __forceinline__ void argmax_merge(float &v, int &i, float v2, int i2) {
+    if (v2 > v || (v2 == v && i2 < i)) { v = v2; i = i2; }
+}
+
+/* Fixed-order warp reductions. */
+__device__ __forceinline__ void warp_argmax(float &v, int &i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) argmax_merge(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
+}
+__device__ __forceinline__ float warp_maxf(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+__device__ __forceinline__ double warp_sumd(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* Per block over a contiguous range: argmax of zsrc (the greedy choice), max
+ * of the raw logits and sum exp(raw - max) in double. The last block to
+ * finish (the counter only counts) combines the blocks in index order:
+ * res->token = res->argmax, res->lse; with `finalize` also the logprob of
+ * the token (the whole greedy step in one kernel). */
+__global__ void __launch_bounds__(RED_THREADS)
+    reduce_kernel(const float *zsrc, const float *raw, int n, red_part *part, unsigned *counter, int finalize,
+                  wk_cu_sample_res *res) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ double sd[32];
+    __shared__ bool last;
     const int chunk = (n + gridDim.x - 1) / gridDim.x;
     const int b0 = blockIdx.x * chunk, b1 = min(n, b0 + chunk), tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5, nw = blockDim.x >> 5;
     float bv = -INFINITY, rm = -INFINITY;
     int bi = n;
     for (int i = b0 + tid; i < b1; i += blockDim.x) {
-        float v = clean(zsrc[i]);
-        if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+        argmax_merge(bv, bi, clean(zsrc[i]), i);
         rm = fmaxf(rm, clean(raw[i]));
     }
-    sv[tid] = bv; si[tid] = bi;
+    warp_argmax(bv, bi);
+    rm = warp_maxf(rm);
+    if (lane == 0) { sv[warp] = bv; si[warp] = bi; sd[warp] = rm; }
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (tid < s) {
-            float v = sv[tid + s];
-            int i = si[tid + s];
-            if (v > sv[tid] || (v == sv[tid] && i < si[tid])) { sv[tid] = v; si[tid] = i; }
-        }
-        __syncthreads();
+    if (warp == 0) {
+        float v = lane < nw ? sv[lane] : -INFINITY, m = lane < nw ? (float)sd[lane] : -INFINITY;
+        int i = lane < nw ? si[lane] : n;
+        warp_argmax(v, i);
+        m = warp_maxf(m);
+        if (lane == 0) { sv[0] = v; si[0] = i; sd[0] = m; }
     }
-    const float zb = sv[0];
+    __syncthreads();
+    const float zb = sv[0], M = (float)sd[0];
     const int za = si[0];
-    __syncthreads();
-    sv[tid] = rm;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (tid < s) sv[tid] = fmaxf(sv[tid], sv[tid + s]);
-        __syncthreads();
-    }
-    const float M = sv[0];
     double acc = 0.0;
     if (M != -INFINITY)
         for (int i = b0 + tid; i < b1; i += blockDim.x) {
             float v = raw[i];
             if (v == v) acc += exp((double)v - (double)M);
         }
-    sd[tid] = acc;
+    acc = warp_sumd(acc);
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (tid < s) sd[tid] += sd[tid + s];
-        __syncthreads();
-    }
+    if (lane == 0) sd[warp] = acc;
+    __syncthreads();
     if (tid == 0) {
+        double t = 0.0;
+        for (int w = 0; w < nw; w++) t += sd[w];
         part[blockIdx.x].zbest = zb;
         part[blockIdx.x].zarg = za;
         part[blockIdx.x].rmax = M;
-        part[blockIdx.x].rsum = sd[0];
+        part[blockIdx.x].rsum = t;
+        __threadfence();
+        last = atomicAdd(counter, 1u) == gridDim.x - 1;
     }
-}
-
-__global__ void reduce2_kernel(const red_part *part, int n_part, int n, wk_cu_sample_res *res) {
-    if (threadIdx.x != 0) return;
-    float bv = -INFINITY;
-    int bi = n;
-    float M = -INFINITY;
-    for (int b = 0; b < n_part; b++) {
-        if (part[b].zbest > bv || (part[b].zbest == bv && part[b].zarg < bi)) { bv = part[b].zbest; bi = part[b].zarg; }
-        M = fmaxf(M, part[b].rmax);
+    __syncthreads();
+    if (!last || warp != 0) return;
+    __threadfence();
+    // combine the blocks: lane-strided in index order, then a fixed shuffle tree
+    float v = -INFINITY, m = -INFINITY;
+    int i = n;
+    for (int b = lane; b < (int)gridDim.x; b += 32) {
+        argmax_merge(v, i, __ldcg(&part[b].zbest), __ldcg(&part[b].zarg));
+        m = fmaxf(m, __ldcg(&part[b].rmax));
     }
-    if (bi >= n) bi = 0;
+    warp_argmax(v, i);
+    m = warp_maxf(m);
     double s = 0.0;
-    if (M != -INFINITY)
-        for (int b = 0; b < n_part; b++)
-            if (part[b].rmax != -INFINITY) s += part[b].rsum * exp((double)part[b].rmax - (double)M);
-    res->argmax = bi;
-    res->token = bi;
-    res->lse = M == -INFINITY ? (double)NAN : (double)M + log(s);
-    res->n_top = 0;
+    if (m != -INFINITY)
+        for (int b = lane; b < (int)gridDim.x; b += 32) {
+            float pm = __ldcg(&part[b].rmax);
+            if (pm != -INFINITY) s += __ldcg(&part[b].rsum) * exp((double)pm - (double)m);
+        }
+    s = warp_sumd(s);
+    if (lane == 0) {
+        if (i >= n) i = 0;
+        const double lse = m == -INFINITY ? (double)NAN : (double)m + log(s);
+        res->argmax = i;
+        res->token = i;
+        res->lse = lse;
+        res->n_top = 0;
+        if (finalize) {
+            const float tv = raw[i];
+            res->logprob = lse != lse ? (float)-log((double)n) : (tv == tv ? (float)((double)tv - lse) : -INFINITY);
+        }
+        *counter = 0;
+    }
 }
 
 __global__ void keys_kernel(const float *z, int n, float temp, uint32_t *keys, int32_t *ids) {
@@ -337,10 +372,13 @@ cudaError_t wk_cu_sample(wk_cu_sampler *s, const float *logits, const struct wk_
         TRY_LAUNCH();
     }
     red_part *part = (red_part *)s->red;
-    reduce1_kernel<<<s->n_red, RED_THREADS, 0, st>>>(zsrc, logits, n, part);
+    int n_top = p->n_logprobs < 0 ? 0 : p->n_logprobs;
+    if (n_top > WK_MAX_LOGPROBS) n_top = WK_MAX_LOGPROBS;
+    if (n_top > n) n_top = n;
+    const bool one_pass = !(p->temperature > 0.0f) && n_top == 0;
+    reduce_kernel<<<s->n_red, RED_THREADS, 0, st>>>(zsrc, logits, n, part, s->counter, one_pass ? 1 : 0, s->res);
     TRY_LAUNCH();
-    reduce2_kernel<<<1, 32, 0, st>>>(part, s->n_red, n, s->res);
-    TRY_LAUNCH();
+    if (one_pass) return cudaSuccess;
     if (p->temperature > 0.0f) {
         keys_kernel<<<eb, 256, 0, st>>>(s->z, n, p->temperature, s->keys[0], s->ids[0]);
         TRY_LAUNCH();
@@ -354,9 +392,6 @@ cudaError_t wk_cu_sample(wk_cu_sampler *s, const float *logits, const struct wk_
                                                  p->min_p, u, s->w, s->res);
         TRY_LAUNCH();
     }
-    int n_top = p->n_logprobs < 0 ? 0 : p->n_logprobs;
-    if (n_top > WK_MAX_LOGPROBS) n_top = WK_MAX_LOGPROBS;
-    if (n_top > n) n_top = n;
     const int32_t *top_ids = s->ids[0];
     if (n_top > 0) {
         keys_kernel<<<eb, 256, 0, st>>>(logits, n, 0.0f, s->keys[0], s->ids[0]);

@@ -349,6 +349,9 @@ static bool parse_kvs(struct rd *r, struct gguf_file *f, uint64_t n_kv) {
         if (kv->key.len > MAX_KEY_LEN)
             return fail(r, WK_STATUS_BAD_GGUF, "key '%s': key is %" PRIu64 " bytes (max %d)",
                         show(kv->key, name), kv->key.len, MAX_KEY_LEN);
+        if (memchr(kv->key.ptr, 0, (size_t)kv->key.len))
+            return fail(r, WK_STATUS_BAD_GGUF, "key '%s': key contains a NUL byte",
+                        show(kv->key, name));
         snprintf(what, sizeof what, "key '%s'", show(kv->key, name));
         size_t at = r->pos;
         uint32_t t;
@@ -388,6 +391,8 @@ static bool parse_tensor_info(struct rd *r, uint64_t i, struct gguf_tensor_info 
         return fail(r, WK_STATUS_BAD_GGUF, "tensor '%s': name is %" PRIu64 " bytes (max %d)",
                     show(t->name, name), t->name.len, GGUF_MAX_NAME - 1);
     show(t->name, name);
+    if (memchr(t->name.ptr, 0, (size_t)t->name.len))
+        return fail(r, WK_STATUS_BAD_GGUF, "tensor '%s': name contains a NUL byte", name);
 
     size_t at = r->pos;
     if (!rd_u32(r, &t->n_dims))

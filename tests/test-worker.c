@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +56,15 @@ static const char *model_path(const char *file) {
 
 static bool have_model(const char *file) { return tu_have_file(model_path(file), file); }
 
+/* The worker's device: cpu, or $ORCD_TEST_DEVICE (e.g. cuda on the GPU machine). */
+static const char *test_device(void) {
+    const char *d = getenv("ORCD_TEST_DEVICE");
+    return d && *d ? d : "cpu";
+}
+
+/* "cpu" or "cuda" (what DeviceInfo.backend reports) */
+static const char *test_backend(void) { return strncmp(test_device(), "cuda", 4) ? "cpu" : "cuda"; }
+
 /* Spawn the worker on a model (a path under ../shared/models or absolute)
  * with extra args (NULL-terminated). Does not wait for Ready. */
 static struct proc *spawn_raw(const char *model, const char *const *extra) {
@@ -66,7 +76,7 @@ static struct proc *spawn_raw(const char *model, const char *const *extra) {
     argv[n++] = "--model";
     argv[n++] = model[0] == '/' ? model : model_path(model);
     argv[n++] = "--device";
-    argv[n++] = "cpu";
+    argv[n++] = test_device();
     argv[n++] = "--log-level";
     argv[n++] = getenv("ORCD_TEST_LOG") ? getenv("ORCD_TEST_LOG") : "warn";
     for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
@@ -459,7 +469,7 @@ START_TEST(test_ready_and_health) {
     ck_assert_uint_eq(rd->ready->model->vocab_size, 512);
     ck_assert_uint_gt(rd->ready->model->parameters, 200000);
     ck_assert_uint_gt(rd->ready->model->context_length, 0);
-    ck_assert_str_eq(rd->ready->device->backend, "cpu");
+    ck_assert_str_eq(rd->ready->device->backend, test_backend());
     ck_assert(rd->ready->load_seconds > 0 && rd->ready->load_seconds < 30);
     orcd__v1__response__free_unpacked(rd, NULL);
 
@@ -505,6 +515,53 @@ START_TEST(test_health_before_ready_is_loading) {
         orcd__v1__response__free_unpacked(m, NULL);
     }
     proc_free(p);
+}
+END_TEST
+
+START_TEST(test_health_while_loading_fifo) {
+    /* The model path is a FIFO: the worker's load blocks in open() until we
+     * open the other end, so "loading" lasts as long as the test wants. */
+    char dir[] = "/tmp/orcd-fifo-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/model.gguf", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    struct proc *p = spawn_raw(fifo, NULL);
+    Orcd__V1__InferRequest q = mk_prompt("Once", 2);
+    req_infer(p, 5, &q); /* accepted into the queue while loading */
+    req_health(p, 6);
+    Resp *m = recv_resp(p);
+    ck_assert_uint_eq(m->id, 6);
+    ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_HEALTH);
+    ck_assert_int_eq(m->health->state, ORCD__V1__HEALTH_STATE__HEALTH_STATE_LOADING);
+    ck_assert_ptr_null(m->health->model);
+    ck_assert_uint_eq(m->health->queue_depth, 1);
+    orcd__v1__response__free_unpacked(m, NULL);
+    /* now let the load fail: Error id 0, the queued request is refused, exit 4 */
+    int fd = open(fifo, O_WRONLY); /* releases the worker's open() */
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    bool err0 = false, err5 = false;
+    for (;;) {
+        const char *why = "";
+        Resp *r = recv_resp_opt(p, TIMEOUT_MS, &why);
+        if (!r) {
+            ck_assert_str_eq(why, "eof");
+            break;
+        }
+        ck_assert_int_eq(r->body_case, ORCD__V1__RESPONSE__BODY_ERROR);
+        if (r->id == 0) err0 = true;
+        if (r->id == 5) {
+            ck_assert_int_eq(r->error->code, ORCD__V1__ERROR_CODE__UNAVAILABLE);
+            err5 = true;
+        }
+        orcd__v1__response__free_unpacked(r, NULL);
+    }
+    ck_assert(err0 && err5);
+    ck_assert_int_eq(wait_exit(p, 10000), 4);
+    proc_free(p);
+    unlink(fifo);
+    rmdir(dir);
 }
 END_TEST
 
@@ -559,8 +616,8 @@ START_TEST(test_greedy_reference_stories) {
     ck_assert_int_eq(r->reason, ORCD__V1__FINISH_REASON__FINISH_REASON_LENGTH);
     ck_assert_uint_eq(r->completion_tokens, (uint32_t)ref->n_gen);
     ck_assert(r->ttft_ms > 0 && r->decode_tps > 0 && r->total_ms >= r->ttft_ms);
-    fprintf(stderr, "PERF stories260K cpu: %d tokens, time to first token %.2f ms, decode %.1f tokens/s\n",
-            r->n, r->ttft_ms, r->decode_tps);
+    fprintf(stderr, "PERF stories260K %s: %d tokens, time to first token %.2f ms, decode %.1f tokens/s\n",
+            test_device(), r->n, r->ttft_ms, r->decode_tps);
     run_free(r);
     free(r);
     free(ref);
@@ -588,8 +645,8 @@ START_TEST(test_greedy_reference_qwen_prompt) {
     q.max_tokens = 256;
     infer(p, 2, &q, r);
     ck_assert(r->done && r->n == 256);
-    fprintf(stderr, "PERF tiny-qwen2-f32 cpu: %d tokens, time to first token %.2f ms, decode %.1f tokens/s\n",
-            r->n, r->ttft_ms, r->decode_tps);
+    fprintf(stderr, "PERF tiny-qwen2-f32 %s: %d tokens, time to first token %.2f ms, decode %.1f tokens/s\n",
+            test_device(), r->n, r->ttft_ms, r->decode_tps);
     run_free(r);
     free(r);
     free(ref);
@@ -1054,7 +1111,7 @@ START_TEST(test_health_during_generation) {
             ck_assert_uint_eq(m->health->running_id, 20);
             ck_assert_uint_eq(m->health->queue_depth, 0);
             ck_assert_ptr_nonnull(m->health->device);
-            ck_assert_str_eq(m->health->device->backend, "cpu");
+            ck_assert_str_eq(m->health->device->backend, test_backend());
             got = true;
         } else {
             ck_assert_msg(!run_feed(r, 20, m), "the generation ended before Health was answered");
@@ -1436,7 +1493,7 @@ START_TEST(test_orcd_client) {
         dup2(err[1], 2);
         close(out[0]);
         close(err[0]);
-        execl(orcd, orcd, "--model", model_path(STORIES), "--device", "cpu", "--prompt",
+        execl(orcd, orcd, "--model", model_path(STORIES), "--device", test_device(), "--prompt",
               "Once upon a time", "--max-tokens", n_gen, (char *)NULL);
         _exit(127);
     }
@@ -1477,7 +1534,7 @@ START_TEST(test_orcd_ctrl_c_cancels) {
         dup2(err[1], 2);
         close(out[0]);
         close(err[0]);
-        execl(orcd, orcd, "--model", model_path(STORIES), "--device", "cpu", "--prompt",
+        execl(orcd, orcd, "--model", model_path(STORIES), "--device", test_device(), "--prompt",
               "Once upon a time", "--ignore-eos", (char *)NULL);
         _exit(127);
     }
@@ -1594,6 +1651,7 @@ int main(void) {
     ADD(tc, test_utf8_validator);
     ADD(tc, test_ready_and_health);
     ADD(tc, test_health_before_ready_is_loading);
+    ADD(tc, test_health_while_loading_fifo);
     ADD(tc, test_load_failure);
     ADD(tc, test_bad_command_line);
     ADD(tc, test_greedy_reference_stories);

@@ -18,7 +18,8 @@
 # files from orcd-synth), bench.log, and nvidia-smi.txt. Options, as
 # environment variables:
 #   GPU_RUN_TESTS=0        skip the tests        GPU_RUN_BENCH=0  skip the benchmark
-#   GPU_RUN_TYPES="f16 q8_0 q4_k_m"               GPU_RUN_NOGRAPH=1  also bench without the CUDA graph
+#   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
+#   GPU_RUN_VARIANTS="WK_CUDA_NOGRAPH=1 WK_CUDA_NOPDL=1"   also bench with a feature off
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
 set -eu
 
@@ -95,11 +96,12 @@ device)
             timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                 > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
             tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
-            if [ "${GPU_RUN_NOGRAPH:-0}" = 1 ]; then
-                WK_CUDA_NOGRAPH=1 timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
-                    2>> "$out/bench.log" | tr -d '\n' | sed 's/^/{"nograph":1,"r":/; s/$/}/' >> "$out/bench.jsonl"
+            for v in ${GPU_RUN_VARIANTS:-}; do
+                # the same with one switch of the backend off (WK_CUDA_NOGRAPH=1, WK_CUDA_NOPDL=1)
+                env "$v" timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+                    2>> "$out/bench.log" | tr -d '\n' | sed "s/^{/{\"variant\": \"$v\", /" >> "$out/bench.jsonl"
                 echo >> "$out/bench.jsonl"
-            fi
+            done
             if [ "${GPU_RUN_NCU:-0}" = 1 ] && [ "$t" = "${GPU_RUN_NCU_TYPE:-q8_0}" ]; then
                 # per-kernel durations of a few decode steps (no graph, so each kernel shows)
                 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
@@ -111,7 +113,7 @@ device)
             rm -f "$f" "$out/bench-$t.json"
         done
         # a short table: type, prefill tok/s, decode tok/s
-        sed -E 's/.*"ftype": *"([^"]*)".*"prefill": *\{[^}]*"tokens_per_s": *([0-9.]+).*"decode": *\{[^}]*"tokens_per_s": *([0-9.]+).*/\1 prefill \2 tok\/s  decode \3 tok\/s/' \
+        sed -E 's/^\{"variant": "([^"]*)", /\1 /; s/^\{//; s/"model".*"ftype": *"([^"]*)".*"prefill": *\{[^}]*"tokens_per_s": *([0-9.]+).*"decode": *\{[^}]*"tokens_per_s": *([0-9.]+).*/\1 prefill \2 tok\/s  decode \3 tok\/s/' \
             "$out/bench.jsonl" || true
     fi
     exit $rc

@@ -10,8 +10,8 @@
  * and a sort of only the candidates that can matter:
  *   - top-k: a 4-pass radix select finds the k-th key, then a radix sort of k;
  *   - min-p: only tokens with prob >= min_p * max prob can survive;
- *   - otherwise a histogram of probability mass by distance from the max
- *     logit picks the smallest set of buckets whose mass reaches what the
+ *   - otherwise the probability mass above a few weight levels (e^-2 ..
+ *     e^-32 of the max) picks the smallest level whose mass reaches what the
  *     top-p cut (p * total) or the draw (u * total) needs. Those tokens form
  *     a prefix of the full descending order, so walking them gives the same
  *     answer as walking the whole sorted vocabulary. If rounding makes that
@@ -69,27 +69,26 @@ static struct scratch scratch_carve(void *mem, int n_vocab) {
 // exp over arrays
 
 /* w[i] = exp((double)z[i] - shift) for i < n, with z[i] - shift <= 0 (a NaN
- * or -inf input, or anything below -708, gives 0). Four lanes at a time in
+ * or -inf input, or anything below -708, gives 0). Two lanes at a time in
  * GCC vector extensions, so it compiles to SIMD on any target; the error is
  * within ~2 ulp of exp() (Cody-Waite reduction by ln 2, degree-13 Taylor on
  * |r| <= ln2/2: truncation 4e-18). Deterministic: the same code on the same
  * inputs, no reassociation. */
-typedef double v4d __attribute__((vector_size(32)));
-typedef int64_t v4i __attribute__((vector_size(32)));
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2i __attribute__((vector_size(16)));
 
-static inline __attribute__((always_inline)) void exp4_nonpos(const double *in, double *out) {
-    v4d x;
-    memcpy(&x, in, sizeof x);
+static inline v2d exp2_nonpos(v2d x) {
     const double shift_c = 0x1.8p52; /* adding it rounds to an integer */
     const double inv_ln2 = 0x1.71547652b82fep0;
     const double ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c7673p-45;
-    v4i ok = x >= -708.0; /* false for NaN and -inf */
-    x = (v4d)(((v4i)x) & ok); /* masked lanes compute exp(0), then get zeroed */
-    v4d t = x * inv_ln2 + shift_c;
-    v4d kd = t - shift_c;
-    v4d r = x - kd * ln2_hi;
+    const v2d lo = {-708.0, -708.0};
+    v2i ok = x >= lo;         /* false for NaN and -inf */
+    x = (v2d)((v2i)x & ok);   /* masked lanes compute exp(0), then get zeroed */
+    v2d t = x * inv_ln2 + shift_c;
+    v2d kd = t - shift_c;
+    v2d r = x - kd * ln2_hi;
     r = r - kd * ln2_lo;
-    v4d p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
+    v2d p = r * (1.0 / 6227020800.0) + (1.0 / 479001600.0);
     p = p * r + (1.0 / 39916800.0);
     p = p * r + (1.0 / 3628800.0);
     p = p * r + (1.0 / 362880.0);
@@ -103,33 +102,29 @@ static inline __attribute__((always_inline)) void exp4_nonpos(const double *in, 
     p = p * r + 1.0;
     p = p * r + 1.0;
     /* 2^k from t's bits: bits(t) = bits(shift_c) + k */
-    v4i e = ((v4i)t - (v4i){0x4338000000000000ll, 0x4338000000000000ll, 0x4338000000000000ll,
-                             0x4338000000000000ll} + 1023) << 52;
-    v4d y = p * (v4d)e;
-    y = (v4d)(((v4i)y) & ok);
-    memcpy(out, &y, sizeof y);
+    const v2i bias = {0x4338000000000000ll - 1023, 0x4338000000000000ll - 1023};
+    v2i e = ((v2i)t - bias) << 52;
+    v2d y = p * (v2d)e;
+    return (v2d)((v2i)y & ok);
 }
 
 static void exp_shifted(const float *z, int n, double shift, double *w) {
     int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        double x[4] = {(double)z[i] - shift, (double)z[i + 1] - shift, (double)z[i + 2] - shift,
-                       (double)z[i + 3] - shift};
-        exp4_nonpos(x, w + i);
+    for (; i + 2 <= n; i += 2) {
+        v2d x = {(double)z[i] - shift, (double)z[i + 1] - shift};
+        v2d y = exp2_nonpos(x);
+        memcpy(w + i, &y, sizeof y);
     }
     if (i < n) {
-        double x[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, y[4];
-        for (int k = 0; i + k < n; k++) x[k] = (double)z[i + k] - shift;
-        exp4_nonpos(x, y);
-        for (int k = 0; i + k < n; k++) w[i + k] = y[k];
+        v2d x = {(double)z[i] - shift, -INFINITY};
+        w[i] = exp2_nonpos(x)[0];
     }
 }
 
 /* exp of one value with the same arithmetic */
 static double exp1_nonpos(double x) {
-    double v[4] = {x, x, x, x}, y[4];
-    exp4_nonpos(v, y);
-    return y[0];
+    v2d v = {x, x};
+    return exp2_nonpos(v)[0];
 }
 
 // ----------------------------------------------------------------------------
@@ -146,24 +141,35 @@ static inline uint32_t fkey(float f) {
 }
 
 /* Stable LSD radix sort of c[0..n) by key ascending; tmp has room for n.
- * Returns the buffer holding the result (c or tmp). Ties keep input order. */
+ * Returns the buffer holding the result (c or tmp). Ties keep input order.
+ * Three passes of 11, 11 and 10 bits; the three histograms come from one
+ * read, and a pass where every key has the same digit is skipped. */
 static struct cand *radix_sort(struct cand *c, struct cand *tmp, size_t n) {
-    size_t cnt[256];
-    for (int shift = 0; shift < 32; shift += 8) {
-        memset(cnt, 0, sizeof cnt);
-        for (size_t i = 0; i < n; i++) cnt[(c[i].key >> shift) & 255]++;
+    static const int shift[3] = {0, 11, 22};
+    static const uint32_t mask[3] = {0x7FF, 0x7FF, 0x3FF};
+    uint32_t cnt[3][2048];
+    memset(cnt, 0, sizeof cnt);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t k = c[i].key;
+        cnt[0][k & 0x7FF]++;
+        cnt[1][(k >> 11) & 0x7FF]++;
+        cnt[2][k >> 22]++;
+    }
+    for (int pass = 0; pass < 3; pass++) {
+        uint32_t *h = cnt[pass];
+        const int nb = (int)mask[pass] + 1;
         bool trivial = false;
-        for (int d = 0; d < 256; d++) {
-            if (cnt[d] == n) trivial = true;
-        }
-        if (trivial) continue; /* every key has the same digit here */
-        size_t pos = 0;
-        for (int d = 0; d < 256; d++) {
-            size_t k = cnt[d];
-            cnt[d] = pos;
+        uint32_t pos = 0;
+        for (int d = 0; d < nb; d++) {
+            uint32_t k = h[d];
+            if (k == n) trivial = true;
+            h[d] = pos;
             pos += k;
         }
-        for (size_t i = 0; i < n; i++) tmp[cnt[(c[i].key >> shift) & 255]++] = c[i];
+        if (trivial) continue; /* every key has the same digit here */
+        const int sh = shift[pass];
+        const uint32_t m = mask[pass];
+        for (size_t i = 0; i < n; i++) tmp[h[(c[i].key >> sh) & m]++] = c[i];
         struct cand *t = c;
         c = tmp;
         tmp = t;
@@ -200,12 +206,61 @@ static uint32_t radix_select(const float *z, int n, int k, int *n_ties) {
 // ----------------------------------------------------------------------------
 // steps
 
-/* Bucket of a token by its distance from the max logit, d = zmax - z >= 0:
- * width 1/2 nat, so bucket b holds weights in (e^-(b+1)/2, e^-b/2]. */
-#define N_BUCKETS 96
-static inline int mass_bucket(double d) {
-    double b = d * 2.0;
-    return b < (double)(N_BUCKETS - 1) ? (int)b : N_BUCKETS - 1;
+/* Weight levels (relative to the max, which has weight 1) at which the
+ * candidate set may be cut: e^-2, e^-4, e^-8, e^-16, e^-32; past the last,
+ * everything is a candidate. */
+#define N_LEVELS 5
+static const double LEVELS[N_LEVELS] = {0.1353352832366127, 0.01831563888873418,
+                                        3.354626279025119e-04, 1.125351747192591e-07,
+                                        1.266416554909418e-14};
+
+/* Sum of w[0..n) in a fixed order: two interleaved partial sums, even and
+ * odd ids, added at the end (halves the latency chain; deterministic). */
+static double sum_fixed(const double *w, int n) {
+    double a = 0.0, b = 0.0;
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        a += w[i];
+        b += w[i + 1];
+    }
+    if (i < n) a += w[i];
+    return a + b;
+}
+
+/* sum_fixed(w, n), and mass[k] = the sum of the w >= LEVELS[k] (same
+ * even/odd order). */
+static double sum_and_levels(const double *w, int n, double *mass) {
+    v2d s = {0.0, 0.0}, m[N_LEVELS];
+    v2d lv[N_LEVELS];
+    for (int k = 0; k < N_LEVELS; k++) {
+        m[k] = s;
+        lv[k] = (v2d){LEVELS[k], LEVELS[k]};
+    }
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        v2d x;
+        memcpy(&x, w + i, sizeof x);
+        s += x;
+        for (int k = 0; k < N_LEVELS; k++) m[k] += (v2d)((v2i)x & (x >= lv[k]));
+    }
+    if (i < n) {
+        v2d x = {w[i], 0.0};
+        s += x;
+        for (int k = 0; k < N_LEVELS; k++) m[k] += (v2d)((v2i)x & (x >= lv[k]));
+    }
+    for (int k = 0; k < N_LEVELS; k++) mass[k] = m[k][0] + m[k][1];
+    return s[0] + s[1];
+}
+
+static float max_fixed(const float *z, int n) {
+    float a = -INFINITY, b = -INFINITY;
+    int i = 0;
+    for (; i + 2 <= n; i += 2) {
+        a = z[i] > a ? z[i] : a;
+        b = z[i + 1] > b ? z[i + 1] : b;
+    }
+    if (i < n) a = z[i] > a ? z[i] : a;
+    return a > b ? a : b;
 }
 
 /* Repetition penalty on z (a copy of the logits), each distinct id in the
@@ -270,8 +325,7 @@ static void raw_logprobs(const float *logits, int n, int32_t token, int n_top, d
     }
     /* pass 2: log-sum-exp with the max shifted out, in double, id order */
     exp_shifted(logits, n, m, w);
-    double s = 0.0;
-    for (int i = 0; i < n; i++) s += w[i];
+    double s = sum_fixed(w, n);
     double lse = m + log(s);
     float tv = logits[token];
     out->logprob = tv == tv ? (float)((double)tv - lse) : -INFINITY;
@@ -328,37 +382,27 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
         n_k0 = n_c;
         c = radix_sort(c, s->b, n_c);
     } else {
-        zmax = -INFINITY;
-        for (int i = 0; i < n; i++) {
-            if (z[i] > zmax) zmax = z[i];
-        }
+        zmax = max_fixed(z, n);
         if (!isfinite(zmax)) return -1;
-        /* 5. softmax over the whole vocabulary, plus the mass histogram */
-        double hist[N_BUCKETS] = {0};
+        /* 5. softmax over the whole vocabulary, and the mass above each level */
         exp_shifted(z, n, zmax, w);
-        for (int i = 0; i < n; i++) {
-            s0 += w[i];
-            hist[mass_bucket(zmax - (double)z[i])] += w[i];
-        }
+        double mass[N_LEVELS];
+        s0 = sum_and_levels(w, n, mass);
         n_k0 = (size_t)n;
-        /* Which tokens can matter? */
-        int n_buckets = N_BUCKETS;
+        /* Which tokens can matter? min-p: those it keeps. Otherwise the
+         * tokens above the first level whose mass reaches what the top-p cut
+         * (>= p*s0) or the draw (> u*s0) needs; a relative margin of 1e-9
+         * covers the different summation order. */
+        int level = N_LEVELS;
         if (!use_min_p) {
-            /* the top-p cut needs mass >= p*s0, the draw needs mass > u*s0;
-             * a relative margin of 1e-9 covers the different summation order */
             double need = (use_top_p ? top_p : u) * s0 * (1.0 + 1e-9);
-            double acc = 0.0;
-            for (n_buckets = 0; n_buckets < N_BUCKETS;) {
-                acc += hist[n_buckets++];
-                if (acc > need) break;
-            }
+            for (level = 0; level < N_LEVELS && !(mass[level] > need); level++) {}
         }
         for (int attempt = 0; attempt < 2; attempt++) {
+            const double thr = use_min_p ? min_p : level < N_LEVELS ? LEVELS[level] : -1.0;
             n_c = 0;
             for (int i = 0; i < n; i++) {
-                bool in = use_min_p ? w[i] >= min_p
-                                    : mass_bucket(zmax - (double)z[i]) < n_buckets;
-                if (in) {
+                if (w[i] >= thr) {
                     c[n_c].key = fkey(z[i]);
                     c[n_c].id = i;
                     n_c++;
@@ -374,7 +418,7 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
                     ok = use_top_p ? acc >= need : acc > need;
                 }
                 if (!ok) {
-                    n_buckets = N_BUCKETS; /* redo over everything */
+                    level = N_LEVELS; /* redo over everything */
                     continue;
                 }
             }

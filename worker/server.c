@@ -402,6 +402,15 @@ static void *reader_main(void *arg) {
             break;
         }
     }
+    /* Answer what already sits in the pipe (an Infer sent just before a
+     * SIGTERM gets UNAVAILABLE rather than silence); bounded, never blocks. */
+    double t_end = wk_now() + 0.1;
+    for (int k = 0; k < 1024 && wk_now() < t_end; k++) {
+        struct wk_frame_info info;
+        enum wk_frame_ev ev = wk_frame_reader_next(r, 0, -1, &info);
+        if (ev == WK_FRAME_MSG) handle_payload(s, info.payload, (size_t)info.len);
+        else if (ev != WK_FRAME_OVERSIZE) break;
+    }
     wk_frame_reader_free(r);
     free(r);
     return NULL;
