@@ -90,6 +90,7 @@ struct cu_impl {
     int32_t *h_tok;
     int32_t *h_hist;
     wk_cu_sample_res *h_res;
+    wk_cu_sample_res *h_gres;     /* greedy result of the last decode step (the graph's last node writes it) */
     uint8_t *h_stage[2];
 
     cudaEvent_t ev_step, ev_stage[2];
@@ -97,6 +98,8 @@ struct cu_impl {
     bool graph_off;
 
     const float *d_last;  /* logits of the last forward's last token */
+    wk_cu_sample_res *d_gres; /* device side of h_gres */
+    bool gres_valid;          /* h_gres belongs to d_last */
     float *hidden;        /* (n_layer+1, hidden_n, E) when record_hidden */
     size_t hidden_cap;
     int hidden_n;
@@ -433,6 +436,9 @@ static wk_status decode_enqueue(struct wk_backend *b, bool record, char *err, si
     CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
     if (record)
         CUDA_TRY(wk_cu_rmsnorm(c->dx, c->out_norm, 1, c->E, c->eps, hidden_at(c, c->n_layer, 0), NULL, c->st));
+    // the greedy choice, so a plain greedy sample() only waits and reads
+    CUDA_TRY(wk_cu_sample_greedy(&c->smp, c->logits, c->d_gres, c->st));
+    CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost, c->st));
     return WK_STATUS_OK;
 }
 
@@ -493,12 +499,14 @@ static wk_status cu_forward(struct wk_backend *b, const int32_t *tokens, int n, 
         }
         CUDA_TRY(cudaEventRecord(c->ev_step, c->st));
         c->d_last = c->logits;
+        c->gres_valid = true;
         if (logits) {
             CUDA_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)c->V * sizeof(float), cudaMemcpyDeviceToHost, c->st));
             CUDA_TRY(cudaStreamSynchronize(c->st));
         }
         return WK_STATUS_OK;
     }
+    c->gres_valid = false;
     for (int c0 = 0; c0 < n; c0 += c->P) {
         const int cn = n - c0 < c->P ? n - c0 : c->P;
         TRY(prefill_chunk(b, tokens + c0, cn, pos + c0, c0, logits, all_logits, c0 + cn == n, err, err_len));
@@ -512,8 +520,17 @@ static wk_status cu_sample(struct wk_backend *b, const struct wk_sampling *p, co
                            size_t n_history, uint64_t step, struct wk_sample_out *out, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
     if (!c->d_last) return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no forward pass yet", __func__);
+    const bool pen = p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && history && n_history > 0;
+    if (c->gres_valid && !(p->temperature > 0.0f) && !pen && p->n_logprobs <= 0) {
+        /* computed at the end of the decode step */
+        CUDA_TRY(cudaStreamSynchronize(c->st));
+        out->token = c->h_gres->token;
+        out->logprob = c->h_gres->logprob;
+        out->n_top = 0;
+        return WK_STATUS_OK;
+    }
     int n_win = 0;
-    if (p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && history && n_history > 0) {
+    if (pen) {
         size_t w = (size_t)p->repeat_last_n < n_history ? (size_t)p->repeat_last_n : n_history;
         if (w > (size_t)c->smp.hist_cap) w = (size_t)c->smp.hist_cap; /* the window's tail: the ids nearest */
         n_win = (int)w;
@@ -560,6 +577,7 @@ static void cu_destroy(struct wk_backend *b) {
         if (c->h_tok) cudaFreeHost(c->h_tok);
         if (c->h_hist) cudaFreeHost(c->h_hist);
         if (c->h_res) cudaFreeHost(c->h_res);
+        if (c->h_gres) cudaFreeHost(c->h_gres);
         if (c->hidden) cudaFree(c->hidden);
         if (c->warena) cudaFree(c->warena);
         if (c->sarena) cudaFree(c->sarena);
@@ -596,6 +614,7 @@ static size_t carve_state(cu_impl *c, int n_ctx, uint8_t *base) {
     CARVE(c->dcount, unsigned, c->n_head);
     CARVE(c->dact, float, c->n_ff);
     CARVE(c->dparams, int, 2);
+    CARVE(c->d_gres, wk_cu_sample_res, 1);
     CARVE(c->logits, float, (size_t)LOGIT_ROWS * c->V);
     const int W = c->E > c->qd ? (c->E > c->n_ff ? c->E : c->n_ff) : (c->qd > c->n_ff ? c->qd : c->n_ff);
     const size_t P = (size_t)c->P;
@@ -751,6 +770,7 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
         CU(cudaMallocHost(&c->h_tok, (size_t)c->P * sizeof(int32_t)));
         CU(cudaMallocHost(&c->h_hist, (size_t)(n_ctx + 1) * sizeof(int32_t)));
         CU(cudaMallocHost(&c->h_res, sizeof(wk_cu_sample_res)));
+        CU(cudaMallocHost(&c->h_gres, sizeof(wk_cu_sample_res)));
         int max_in = c->E > c->qd ? c->E : c->qd;
         if (c->n_ff > max_in) max_in = c->n_ff;
         CU(wk_cu_kernels_init(max_in, c->hd, getenv("WK_CUDA_NOPDL") == NULL));

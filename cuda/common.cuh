@@ -39,7 +39,7 @@
 // --- sizes ------------------------------------------------------------------
 
 #define WK_CU_WARPS 8           /* warps per block of the matrix-vector kernel */
-#define WK_CU_ATT_CHUNK 64      /* keys per block of decode attention */
+#define WK_CU_ATT_CHUNK 256     /* keys per block of decode attention */
 #define WK_CU_ATT_THREADS 128
 #define WK_CU_MAX_HEAD_DIM 256
 

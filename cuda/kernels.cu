@@ -236,39 +236,43 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
     pdl_wait();
     pdl_launch();
 
-    // input stage: xs = the (normed / combined) input vector
-    float scale = 1.0f;
-    if (a.in_mode == WK_IN_NORM) {
-        double ss = 0.0;
-        for (int i = tid; i < n; i += nt) {
-            float v = a.in[i];
-            ss += (double)v * v;
-        }
-        ss = block_sum_d(ss, red);
-        scale = (float)(1.0 / sqrt(ss / n + (double)a.eps));
-    }
+    // input stage: xs = the input vector, rms-normed for IN_NORM. x and the
+    // norm weights are loaded together (one round trip); the scale, known
+    // after the block reduction, is applied to the entries each thread wrote.
+    const bool norm = a.in_mode == WK_IN_NORM;
+    double ss = 0.0;
     if (n % 4 == 0) {
         const float4 *in4 = reinterpret_cast<const float4 *>(a.in);
         const float4 *w4 = reinterpret_cast<const float4 *>(a.norm_w);
         for (int i4 = tid; i4 < n / 4; i4 += nt) {
-            float4 v = in4[i4];
-            float vv[4] = {v.x, v.y, v.z, v.w};
-            if (a.in_mode == WK_IN_NORM) {
-                float4 w = w4[i4];
-                vv[0] = vv[0] * scale * w.x; vv[1] = vv[1] * scale * w.y;
-                vv[2] = vv[2] * scale * w.z; vv[3] = vv[3] * scale * w.w;
-            }
+            const float4 v = in4[i4];
+            const float4 w = norm ? w4[i4] : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+            const float vv[4] = {v.x, v.y, v.z, v.w}, ww[4] = {w.x, w.y, w.z, w.w};
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 const int i = 4 * i4 + k;
-                xs[tr ? (i & 31) * nU + (i >> 5) : i] = vv[k];
+                ss += (double)vv[k] * vv[k];
+                xs[tr ? (i & 31) * nU + (i >> 5) : i] = vv[k] * ww[k];
             }
         }
     } else {
         for (int i = tid; i < n; i += nt) {
-            float v = a.in[i];
-            if (a.in_mode == WK_IN_NORM) v = v * scale * a.norm_w[i];
-            xs[tr ? (i & 31) * nU + (i >> 5) : i] = v;
+            const float v = a.in[i];
+            ss += (double)v * v;
+            xs[tr ? (i & 31) * nU + (i >> 5) : i] = norm ? v * a.norm_w[i] : v;
+        }
+    }
+    if (norm) {
+        ss = block_sum_d(ss, red);
+        const float scale = (float)(1.0 / sqrt(ss / n + (double)a.eps));
+        for (int i = tid * (n % 4 == 0 ? 4 : 1); i < n;) {
+            const int kmax = n % 4 == 0 ? 4 : 1;
+            for (int k = 0; k < kmax; k++) {
+                const int j = i + k;
+                float *p = &xs[tr ? (j & 31) * nU + (j >> 5) : j];
+                *p = *p * scale;
+            }
+            i += nt * kmax;
         }
     }
     __syncthreads();
@@ -385,6 +389,7 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
     for (int t = tid; t < nk; t += blockDim.x) {
         const uint4 *kr = reinterpret_cast<const uint4 *>(kc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
         float a = 0.0f;
+#pragma unroll 8
         for (int c = 0; c < hd8; c++) {
             uint4 u = kr[c];
             const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
@@ -414,6 +419,7 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
     for (int e = 0; e < 8; e++) o[e] = 0.0f;
     if (g < G) {
         const __half *vb = vc + (size_t)t0 * kvd + (size_t)kvh * hd + 8 * c;
+#pragma unroll 4
         for (int t = g; t < nk; t += G) {
             uint4 u = *reinterpret_cast<const uint4 *>(vb + (size_t)t * kvd);
             const __half2 *h2 = reinterpret_cast<const __half2 *>(&u);
@@ -429,6 +435,14 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
         for (int e = 0; e < 8; e++) acc[(g * hd8 + c) * 8 + e] = o[e];
     }
     __syncthreads();
+    if (ns == 1) { // one split: no partials to combine
+        for (int d = tid; d < hd; d += blockDim.x) {
+            float r = 0.0f;
+            for (int gg = 0; gg < G; gg++) r += acc[(gg * hd8 + d / 8) * 8 + d % 8];
+            out[(size_t)h * hd + d] = r / sum;
+        }
+        return;
+    }
     float *pp = part + ((size_t)h * max_split + s) * (hd + 2);
     for (int d = tid; d < hd; d += blockDim.x) {
         float r = 0.0f;

@@ -97,6 +97,10 @@ size_t wk_cu_sampler_bytes(int n_vocab, int hist_cap);
 /* Carve the sampler's buffers out of mem (wk_cu_sampler_bytes); the caller
  * zeroes s->counter once. */
 void wk_cu_sampler_init(wk_cu_sampler *s, int n_vocab, int hist_cap, uint8_t *mem);
+/* Greedy, no penalty, no top-N: token, logprob into res (device); one kernel,
+ * appended to the decode graph so the common case needs no extra launch. */
+cudaError_t wk_cu_sample_greedy(wk_cu_sampler *s, const float *logits, wk_cu_sample_res *res, cudaStream_t st);
+
 /* Enqueue sampling of logits (n_vocab f32, device) per p (see worker/sample.h);
  * the result lands in s->res. hist: the (at most hist_cap) last history ids,
  * already on the device. */

@@ -348,7 +348,13 @@ __global__ void finalize_kernel(const float *raw, int n, const int32_t *ids, int
     }
 }
 
-// --- launcher ------------------------------------------------------------------------
+// --- launchers -----------------------------------------------------------------------
+
+cudaError_t wk_cu_sample_greedy(wk_cu_sampler *s, const float *logits, wk_cu_sample_res *res, cudaStream_t st) {
+    reduce_kernel<<<s->n_red, RED_THREADS, 0, st>>>(logits, logits, s->n_vocab, (red_part *)s->red, s->counter, 1,
+                                                     res);
+    return cudaGetLastError();
+}
 
 #define TRY_LAUNCH()                                  \
     do {                                              \

@@ -29,10 +29,11 @@
  *           blocks ("<<SYS>>" in it), "<s>" before later turns ("bos_token +
  *           '[INST]"), trimmed content ("content.strip()"). No generation
  *           prompt: the text already ends with " [/INST]".
- *   phi3    <|{role}|>\n{content}<|end|>\n ... <|assistant|>\n  where, as in
- *           llama.cpp for Phi-3 vocabularies (and Hugging Face's rstrip=true
- *           on these tokens), whitespace right after a control token is
- *           dropped.
+ *   phi3    <|{role}|>\n{content}<|end|>\n ... <|assistant|>\n
+ *           (Phi-3 vocabularies: the tokenizer makes these tokens swallow the
+ *           whitespace after them, as llama.cpp and Hugging Face's rstrip=true
+ *           do; we ask the tokenizer which tokens do and drop that
+ *           whitespace from the plain run likewise.)
  *   zephyr  <|{role}|>\n{content}<|endoftext|>\n ... <|assistant|>\n  where a
  *           role marker is a token if the vocabulary has it as a special
  *           token, else plain text (as parsing the rendered string would do).
@@ -154,8 +155,7 @@ struct builder {
     size_t n, cap;
     char *run; /* pending plain text */
     size_t run_len, run_cap;
-    bool rstrip;         /* drop whitespace after control tokens (phi3) */
-    bool rstrip_pending; /* ... and we are right after one */
+    bool rstrip_pending; /* right after a token that swallows whitespace */
     char *err;
     size_t err_len;
 };
@@ -217,6 +217,22 @@ static bool is_special_attr(int attr) {
     return attr == WK_TOKEN_CONTROL || attr == WK_TOKEN_USER_DEFINED;
 }
 
+/* Does this special token swallow the whitespace after it when the
+ * tokenizer parses specials (Phi-3's "rstrip")? Asked of the tokenizer
+ * itself: "<tok> " must come back as the token alone. */
+static wk_status token_rstrips(struct builder *b, int32_t id, const char *text, bool *yes) {
+    char probe[80];
+    int len = snprintf(probe, sizeof probe, "%s ", text);
+    *yes = false;
+    if (len <= 0 || (size_t)len >= sizeof probe) return WK_STATUS_OK;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    wk_status st = wk_tokenize(b->v, probe, (size_t)len, true, &ids, &n, b->err, b->err_len);
+    if (st == WK_STATUS_OK) *yes = n == 1 && ids[0] == id;
+    free(ids);
+    return st;
+}
+
 /* A control token of the template: it must exist in the vocabulary. */
 static wk_status ctl(struct builder *b, const char *text) {
     int32_t id = wk_token_id(b->v, text);
@@ -226,7 +242,7 @@ static wk_status ctl(struct builder *b, const char *text) {
                        "vocabulary does not have", b->tmpl_name, text);
     wk_status st = flush_run(b);
     if (st == WK_STATUS_OK) st = push_id(b, id);
-    b->rstrip_pending = b->rstrip;
+    if (st == WK_STATUS_OK) st = token_rstrips(b, id, text, &b->rstrip_pending);
     return st;
 }
 
@@ -357,7 +373,7 @@ wk_status wk_chat_tokenize_as(const struct wk_vocab *v, enum wk_chat_template tm
     }
 
     struct builder b = {.v = v, .tmpl_name = wk_chat_template_name(tmpl), .err = err,
-                        .err_len = err_len, .rstrip = tmpl == WK_CHAT_PHI3};
+                        .err_len = err_len};
     wk_status st = WK_STATUS_OK;
     if (v->add_bos && v->bos >= 0) st = push_id(&b, v->bos);
     if (st == WK_STATUS_OK) {

@@ -208,15 +208,18 @@ static void check_frequencies(int n, const float *l, const struct wk_sampling *p
     int *cnt = calloc(n, sizeof(int));
     for (int k = 0; k < draws; k++) cnt[sample1(l, n, &p, NULL, 0, (uint64_t)k, sc)]++;
     double other = 1.0;
+    /* within 0.01, or 4.5 standard deviations where fewer draws are affordable */
     for (int i = 0; i < n_expect; i++) {
         double f = cnt[i] / (double)draws;
-        if (fabs(f - expect[i]) >= 0.01)
+        double tol = fmax(0.01, 4.5 * sqrt(expect[i] * (1 - expect[i]) / draws));
+        if (fabs(f - expect[i]) >= tol)
             ck_abort_msg("token %d: frequency %.4f, softmax %.4f", i, f, expect[i]);
         other -= expect[i];
     }
     int rest = 0;
     for (int i = n_expect; i < n; i++) rest += cnt[i];
-    ck_assert_msg(fabs(rest / (double)draws - other) < 0.01, "tail frequency %.4f vs %.4f",
+    double tol = fmax(0.01, 4.5 * sqrt(other * (1 - other) / draws));
+    ck_assert_msg(fabs(rest / (double)draws - other) < tol, "tail frequency %.4f vs %.4f",
                   rest / (double)draws, other);
     free(cnt);
     free(sc);
@@ -253,7 +256,7 @@ START_TEST(test_frequencies_large_vocab) {
     for (int i = 0; i < n; i++) s += exp((double)l[i]);
     for (int i = 0; i < 3; i++) e[i] = exp((double)l[i]) / s;
     struct wk_sampling p = params(1.0f);
-    check_frequencies(n, l, &p, e, 3, 20000); /* 3 sigma of 0.0032 < 0.01 */
+    check_frequencies(n, l, &p, e, 3, 4000);
     free(l);
 }
 END_TEST
@@ -353,7 +356,7 @@ static void check_truncation(int n, int draws) {
 START_TEST(test_top_p_min_p_sets_small) { check_truncation(16, 20000); }
 END_TEST
 
-START_TEST(test_top_p_min_p_sets_large) { check_truncation(151936, 2000); }
+START_TEST(test_top_p_min_p_sets_large) { check_truncation(151936, 500); }
 END_TEST
 
 /* the sampler against the naive reference over random configurations */
