@@ -114,7 +114,7 @@ static void forward_chunk(struct wk_backend *b, const int32_t *tok, int n, int p
             memcpy(c->v_cache + off, c->v + (size_t)t * c->kvd, (size_t)c->kvd * sizeof(float));
         }
         struct attn_job aj = {m, c, l, n, pos, b->n_ctx};
-        cpu_pool_run(c->pool, attn_worker, &aj);
+        cpu_pool_run_work(c->pool, attn_worker, &aj, (int64_t)n * hp->n_head * (pos + n) * hp->head_dim * 2);
         cpu_matmul(c->pool, &L->wo, c->att, n, c->tmp);
         for (size_t i = 0; i < (size_t)n * E; i++) c->x[i] += c->tmp[i];
 
@@ -218,7 +218,8 @@ wk_status wk_backend_cpu_create(const struct wk_model *m, int n_ctx, int n_threa
         return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: context %d is outside [1, 1048576]", __func__, n_ctx);
     if (n_threads <= 0) {
         long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = nc > 0 ? (int)(nc > 64 ? 64 : nc) : 1;
+        /* past ~8 threads the per-matmul hand-off costs more than it saves */
+        n_threads = nc > 0 ? (int)(nc > 8 ? 8 : nc) : 1;
     }
     struct wk_backend *b = calloc(1, sizeof *b);
     struct cpu_impl *c = calloc(1, sizeof *c);

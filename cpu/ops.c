@@ -82,7 +82,16 @@ void cpu_pool_free(struct cpu_pool *p) {
 int cpu_pool_size(const struct cpu_pool *p) { return p ? p->n : 1; }
 
 void cpu_pool_run(struct cpu_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg) {
-    if (!p || p->n == 1) { fn(arg, 0, 1); return; }
+    cpu_pool_run_work(p, fn, arg, INT64_MAX);
+}
+
+/* Below this much work (multiply-adds) a job runs on the caller's thread:
+ * waking helpers costs more than it saves, and far more when the cores are
+ * busy with other processes. */
+#define POOL_MIN_WORK (1 << 18)
+
+void cpu_pool_run_work(struct cpu_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg, int64_t work) {
+    if (!p || p->n == 1 || work < POOL_MIN_WORK) { fn(arg, 0, 1); return; }
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
@@ -130,7 +139,7 @@ static void matmul_worker(void *varg, int ith, int nth) {
 
 void cpu_matmul(struct cpu_pool *p, const struct wk_tensor *W, const float *x, int n_tok, float *y) {
     struct matmul_job j = {W, x, n_tok, y, wk_row_bytes(W->type, W->ne[0])};
-    cpu_pool_run(p, matmul_worker, &j);
+    cpu_pool_run_work(p, matmul_worker, &j, W->ne[0] * W->ne[1] * n_tok);
 }
 
 void cpu_rope(float *v, int n_heads, int head_dim, int rope_dim, int pos, float theta,

@@ -16,6 +16,9 @@ void cpu_pool_free(struct cpu_pool *p);
 int cpu_pool_size(const struct cpu_pool *p);
 /* Run fn(arg, ith, nth) on every thread (ith = 0..nth-1) and wait for all. */
 void cpu_pool_run(struct cpu_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+/* The same, but a job of less than ~256K multiply-adds (`work`) runs on the
+ * caller's thread alone (fn(arg, 0, 1)). */
+void cpu_pool_run_work(struct cpu_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg, int64_t work);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i], n elements. out may alias x. */
 void cpu_rmsnorm(const float *x, const float *w, float *out, int n, float eps);

@@ -280,6 +280,162 @@ template <> __device__ __forceinline__ void wk_deq32<GGML_TYPE_Q6_K>(const uint8
     }
 }
 
+/* v[0..7] = elements 8c .. 8c+7 of `row` (the decode path: the 32 lanes of a
+ * warp take 32 consecutive 8-element chunks, so each load instruction of the
+ * warp touches one contiguous stretch of the row). */
+template <int T> __device__ __forceinline__ void wk_deq8(const uint8_t *row, int c, float v[8]);
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_F32>(const uint8_t *row, int c, float v[8]) {
+    const float4 *p = reinterpret_cast<const float4 *>(row) + 2 * c;
+    float4 a = __ldg(p), b = __ldg(p + 1);
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_F16>(const uint8_t *row, int c, float v[8]) {
+    uint4 u = __ldg(reinterpret_cast<const uint4 *>(row) + c);
+    const __half2 *h = reinterpret_cast<const __half2 *>(&u);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        float2 f = __half22float2(h[k]);
+        v[2 * k] = f.x; v[2 * k + 1] = f.y;
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_BF16>(const uint8_t *row, int c, float v[8]) {
+    uint4 u = __ldg(reinterpret_cast<const uint4 *>(row) + c);
+    uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        v[2 * k] = __uint_as_float(w[k] << 16);
+        v[2 * k + 1] = __uint_as_float(w[k] & 0xFFFF0000u);
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q8_0>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 34 * (c >> 2);
+    const float d = wk_h2f(b);
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 2 + 8 * (c & 3));
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint16_t q = qs[i];
+        v[2 * i] = d * (float)(int8_t)(q & 0xFF);
+        v[2 * i + 1] = d * (float)(int8_t)(q >> 8);
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_0>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 18 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const float d = wk_h2f(b);
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 2 + 8 * (q & 1));
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint32_t u = qs[i];
+        v[2 * i] = d * (float)((int)((u >> sh) & 0xF) - 8);
+        v[2 * i + 1] = d * (float)((int)((u >> (8 + sh)) & 0xF) - 8);
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_1>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 20 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const float d = wk_h2f(b), m = wk_h2f(b + 2);
+    const uint32_t *qs = reinterpret_cast<const uint32_t *>(b + 4 + 8 * (q & 1));
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        uint32_t u = qs[i];
+#pragma unroll
+        for (int k = 0; k < 4; k++) v[4 * i + k] = d * (float)((u >> (8 * k + sh)) & 0xF) + m;
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_0>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 22 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1), e0 = 8 * q;
+    const float d = wk_h2f(b);
+    const uint32_t qh = wk_ld_u32_a2(b + 2);
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 6 + 8 * (q & 1));
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        uint32_t u = qs[i];
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int e = e0 + 2 * i + k;
+            const int x = (int)(((u >> (8 * k + sh)) & 0xF) | (((qh >> e) & 1) << 4));
+            v[2 * i + k] = d * (float)(x - 16);
+        }
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_1>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 24 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1), e0 = 8 * q;
+    const float d = wk_h2f(b), m = wk_h2f(b + 2);
+    const uint32_t qh = *reinterpret_cast<const uint32_t *>(b + 4);
+    const uint32_t *qs = reinterpret_cast<const uint32_t *>(b + 8 + 8 * (q & 1));
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        uint32_t u = qs[i];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const int e = e0 + 4 * i + k;
+            const uint32_t x = ((u >> (8 * k + sh)) & 0xF) | (((qh >> e) & 1) << 4);
+            v[4 * i + k] = d * (float)x + m;
+        }
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_K>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 144 * (c >> 5);
+    const int e0 = 8 * (c & 31), s = e0 >> 5;
+    const float d = wk_h2f(b), dmin = wk_h2f(b + 2);
+    int sc, m;
+    wk_scale_min_k4(s, b + 4, &sc, &m);
+    const float d1 = d * (float)sc, m1 = dmin * (float)m;
+    const uint2 u = *reinterpret_cast<const uint2 *>(b + 16 + 32 * (s >> 1) + (e0 & 31));
+    const int sh = 4 * (s & 1);
+    const uint32_t w[2] = {u.x, u.y};
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = d1 * (float)((w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF) - m1;
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_K>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 176 * (c >> 5);
+    const int e0 = 8 * (c & 31), s = e0 >> 5;
+    const float d = wk_h2f(b), dmin = wk_h2f(b + 2);
+    int sc, m;
+    wk_scale_min_k4(s, b + 4, &sc, &m);
+    const float d1 = d * (float)sc, m1 = dmin * (float)m;
+    const uint2 hq = *reinterpret_cast<const uint2 *>(b + 16 + (e0 & 31));
+    const uint2 u = *reinterpret_cast<const uint2 *>(b + 48 + 32 * (s >> 1) + (e0 & 31));
+    const int sh = 4 * (s & 1);
+    const uint32_t w[2] = {u.x, u.y}, hw[2] = {hq.x, hq.y};
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const uint32_t lo = (w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF;
+        const uint32_t hb = (hw[k >> 2] >> (8 * (k & 3) + s)) & 1;
+        v[k] = d1 * (float)(lo | (hb << 4)) - m1;
+    }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q6_K>(const uint8_t *row, int c, float v[8]) {
+    const uint8_t *b = row + 210 * (c >> 5);
+    const int e0 = 8 * (c & 31), half = e0 >> 7, k = (e0 >> 5) & 3, l0 = e0 & 31;
+    const uint16_t *ql = reinterpret_cast<const uint16_t *>(b + 64 * half + 32 * (k & 1) + l0);
+    const uint16_t *qh = reinterpret_cast<const uint16_t *>(b + 128 + 32 * half + l0);
+    const float d = wk_h2f(b + 208) * (float)(reinterpret_cast<const int8_t *>(b + 192))[8 * half + 2 * k + (l0 >> 4)];
+    const int lsh = 4 * (k >> 1), hsh = 2 * k;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t l2 = ql[i], h2 = qh[i];
+#pragma unroll
+        for (int t = 0; t < 2; t++) {
+            const int q = (int)(((l2 >> (8 * t + lsh)) & 0xF) | (((h2 >> (8 * t + hsh)) & 3) << 4)) - 32;
+            v[2 * i + t] = d * (float)q;
+        }
+    }
+}
+
 /* One element of a float-type row (the path for rows whose length is not a
  * multiple of 32; quantized rows always are). */
 __device__ __forceinline__ float wk_deq1(int type, const uint8_t *row, int i) {

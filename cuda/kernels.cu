@@ -123,29 +123,32 @@ __device__ __forceinline__ bool rope_pair(int i, int rope_dim, int neox, int *p0
 
 // --- the decode matrix-vector kernel ------------------------------------------------
 
-/* Dot products of one or two rows of the same type against xs (unit-transposed:
- * element e of unit j at xs[e * nU + j], so the 32 lanes reading 32 units hit
- * 32 different banks). */
+/* Dot products of one or two rows of the same type against xs over the
+ * 8-element chunks c0, c0+cs, ...: lane l of a warp takes chunk c0 = 32w + l,
+ * so a warp's loads cover a contiguous stretch of each row. */
 template <int T, bool TWO>
-__device__ __forceinline__ void dot_units(const uint8_t *r0, const uint8_t *r1, const float *xs, int nU,
-                                          int j0, int js, float &a0, float &a1) {
-    for (int j = j0; j < nU; j += js) {
-        float v0[32], v1[32];
-        wk_deq32<T>(r0, j, v0);
-        if (TWO) wk_deq32<T>(r1, j, v1);
+__device__ __forceinline__ void dot_chunks(const uint8_t *r0, const uint8_t *r1, const float *xs, int nC, int c0,
+                                           int cs, float &a0, float &a1) {
+#pragma unroll 2
+    for (int c = c0; c < nC; c += cs) {
+        float v0[8], v1[8];
+        wk_deq8<T>(r0, c, v0);
+        if (TWO) wk_deq8<T>(r1, c, v1);
+        const float4 xa = reinterpret_cast<const float4 *>(xs)[2 * c];
+        const float4 xb = reinterpret_cast<const float4 *>(xs)[2 * c + 1];
+        const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
         float s0 = 0.0f, s1 = 0.0f;
 #pragma unroll
-        for (int e = 0; e < 32; e++) {
-            float xv = xs[e * nU + j];
-            s0 = fmaf(v0[e], xv, s0);
-            if (TWO) s1 = fmaf(v1[e], xv, s1);
+        for (int e = 0; e < 8; e++) {
+            s0 = fmaf(v0[e], xv[e], s0);
+            if (TWO) s1 = fmaf(v1[e], xv[e], s1);
         }
         a0 += s0;
         if (TWO) a1 += s1;
     }
 }
 
-/* Row dot for rows whose length is not a multiple of 32 (float types only):
+/* Row dot for rows whose length is not a multiple of 8 (float types only):
  * plain layout, lane-strided elements. */
 __device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const float *xs, int n, int j0, int js) {
     float a = 0.0f;
@@ -154,25 +157,26 @@ __device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const flo
 }
 
 /* a0 = row ra of ma · x, a1 = row rb of mb · x (rb < 0: none), over the
- * 32-element units j0, j0+js, ... (the warp's share when several warps split
- * a row); warp-reduced, valid in every lane. */
+ * 8-element chunks j0, j0+js, ... (elements, for rows not a multiple of 8)
+ * (the warp's share when several warps split a row); warp-reduced, valid in
+ * every lane. */
 __device__ __forceinline__ void dot_pair(const wk_cu_mat &ma, int ra, const wk_cu_mat &mb, int rb,
                                          const float *xs, int n, int j0, int js, float &a0, float &a1) {
     a0 = 0.0f;
     a1 = 0.0f;
     const uint8_t *p0 = ma.w + (size_t)ra * ma.row_bytes;
     const uint8_t *p1 = rb >= 0 ? mb.w + (size_t)rb * mb.row_bytes : nullptr;
-    if (n % 32 != 0) {
+    if (n % 8 != 0) {
         a0 = dot_plain(ma.type, p0, xs, n, j0, js);
         if (p1) a1 = dot_plain(mb.type, p1, xs, n, j0, js);
     } else {
-        const int nU = n / 32;
+        const int nC = n / 8;
         if (p1 && ma.type == mb.type) {
-            WK_TYPE_SWITCH(ma.type, dot_units<T_, true>(p0, p1, xs, nU, j0, js, a0, a1));
+            WK_TYPE_SWITCH(ma.type, dot_chunks<T_, true>(p0, p1, xs, nC, j0, js, a0, a1));
         } else {
             float dummy;
-            WK_TYPE_SWITCH(ma.type, dot_units<T_, false>(p0, nullptr, xs, nU, j0, js, a0, dummy));
-            if (p1) WK_TYPE_SWITCH(mb.type, dot_units<T_, false>(p1, nullptr, xs, nU, j0, js, a1, dummy));
+            WK_TYPE_SWITCH(ma.type, dot_chunks<T_, false>(p0, nullptr, xs, nC, j0, js, a0, dummy));
+            if (p1) WK_TYPE_SWITCH(mb.type, dot_chunks<T_, false>(p1, nullptr, xs, nC, j0, js, a1, dummy));
         }
     }
     a0 = wk_warp_sum(a0);
@@ -219,8 +223,6 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
     extern __shared__ float xs[];
     __shared__ double red[32];
     const int n = a.n_in, tid = threadIdx.x, nt = blockDim.x;
-    const bool tr = n % 32 == 0;
-    const int nU = n / 32;
     {
         // before the predecessor is done: pull this warp's first rows into L2
         const int w = tid >> 5, u = blockIdx.x * ((nt >> 5) / a.wpu) + w / a.wpu;
@@ -252,14 +254,14 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
             for (int k = 0; k < 4; k++) {
                 const int i = 4 * i4 + k;
                 ss += (double)vv[k] * vv[k];
-                xs[tr ? (i & 31) * nU + (i >> 5) : i] = vv[k] * ww[k];
+                xs[i] = vv[k] * ww[k];
             }
         }
     } else {
         for (int i = tid; i < n; i += nt) {
             const float v = a.in[i];
             ss += (double)v * v;
-            xs[tr ? (i & 31) * nU + (i >> 5) : i] = norm ? v * a.norm_w[i] : v;
+            xs[i] = norm ? v * a.norm_w[i] : v;
         }
     }
     if (norm) {
@@ -269,7 +271,7 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
             const int kmax = n % 4 == 0 ? 4 : 1;
             for (int k = 0; k < kmax; k++) {
                 const int j = i + k;
-                float *p = &xs[tr ? (j & 31) * nU + (j >> 5) : j];
+                float *p = &xs[j];
                 *p = *p * scale;
             }
             i += nt * kmax;
@@ -346,9 +348,9 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
 cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
     wk_mv_args a = a_in;
     const int wpb = 8;
-    const int n32 = a.n_in / 32 > 0 ? a.n_in / 32 : 1;
+    const int nC = a.n_in % 8 == 0 ? a.n_in / 8 : a.n_in; /* what a lane steps over */
     int wpu = 1;
-    while (wpu < wpb && (long)a.n_units * wpu < 16L * n_sm && n32 > 32 * wpu) wpu *= 2;
+    while (wpu < wpb && (long)a.n_units * wpu < 16L * n_sm && nC > 32 * wpu) wpu *= 2;
     a.wpu = wpu;
     const int upb = wpb / wpu;
     int blocks = wk_cdiv(a.n_units, upb);

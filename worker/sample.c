@@ -10,8 +10,8 @@
  * and a sort of only the candidates that can matter:
  *   - top-k: a 4-pass radix select finds the k-th key, then a radix sort of k;
  *   - min-p: only tokens with prob >= min_p * max prob can survive;
- *   - otherwise the probability mass above a few weight levels (e^-2 ..
- *     e^-32 of the max) picks the smallest level whose mass reaches what the
+ *   - otherwise the probability mass within a few distances of the max
+ *     logit (2 .. 32 nats) picks the smallest level whose mass reaches what the
  *     top-p cut (p * total) or the draw (u * total) needs. Those tokens form
  *     a prefix of the full descending order, so walking them gives the same
  *     answer as walking the whole sorted vocabulary. If rounding makes that
@@ -206,13 +206,13 @@ static uint32_t radix_select(const float *z, int n, int k, int *n_ties) {
 // ----------------------------------------------------------------------------
 // steps
 
-/* Weight levels (relative to the max, which has weight 1) at which the
- * candidate set may be cut: e^-2, e^-4, e^-8, e^-16, e^-32; past the last,
- * everything is a candidate. */
+/* Levels at which the candidate set may be cut, as distances below the max
+ * (scaled) logit: d = zmax - z <= 2, 4, 8, 16, 32 nats (weights down to
+ * e^-32 of the max); past the last, everything is a candidate. A predicate
+ * on z, not on the computed weight, so each level is exactly a prefix of the
+ * descending order. */
 #define N_LEVELS 5
-static const double LEVELS[N_LEVELS] = {0.1353352832366127, 0.01831563888873418,
-                                        3.354626279025119e-04, 1.125351747192591e-07,
-                                        1.266416554909418e-14};
+static const double LEVELS[N_LEVELS] = {2.0, 4.0, 8.0, 16.0, 32.0};
 
 /* Sum of w[0..n) in a fixed order: two interleaved partial sums, even and
  * odd ids, added at the end (halves the latency chain; deterministic). */
@@ -227,26 +227,37 @@ static double sum_fixed(const double *w, int n) {
     return a + b;
 }
 
-/* sum_fixed(w, n), and mass[k] = the sum of the w >= LEVELS[k] (same
- * even/odd order). */
-static double sum_and_levels(const double *w, int n, double *mass) {
+/* The smallest float z with zmax - (double)z <= lvl, i.e. level membership
+ * as one float compare (-inf for lvl = inf: everything). */
+static float cut_below(double zmax, double lvl) {
+    if (isinf(lvl)) return -INFINITY;
+    float c = (float)(zmax - lvl);
+    while (zmax - (double)c > lvl) c = nextafterf(c, INFINITY);
+    for (float d = nextafterf(c, -INFINITY); zmax - (double)d <= lvl; d = nextafterf(d, -INFINITY)) c = d;
+    return c;
+}
+
+/* sum_fixed(w, n), and mass[k] = the sum of the w[i] with z[i] >=
+ * cut_below(zmax, LEVELS[k]) (same even/odd order). */
+static double sum_and_levels(const double *w, const float *z, double zmax, int n, double *mass) {
     v2d s = {0.0, 0.0}, m[N_LEVELS];
-    v2d lv[N_LEVELS];
+    v2d cut[N_LEVELS];
     for (int k = 0; k < N_LEVELS; k++) {
         m[k] = s;
-        lv[k] = (v2d){LEVELS[k], LEVELS[k]};
+        double c = cut_below(zmax, LEVELS[k]);
+        cut[k] = (v2d){c, c};
     }
     int i = 0;
     for (; i + 2 <= n; i += 2) {
-        v2d x;
+        v2d x, zz = {(double)z[i], (double)z[i + 1]};
         memcpy(&x, w + i, sizeof x);
         s += x;
-        for (int k = 0; k < N_LEVELS; k++) m[k] += (v2d)((v2i)x & (x >= lv[k]));
+        for (int k = 0; k < N_LEVELS; k++) m[k] += (v2d)((v2i)x & (zz >= cut[k]));
     }
     if (i < n) {
-        v2d x = {w[i], 0.0};
+        v2d x = {w[i], 0.0}, zz = {(double)z[i], -INFINITY};
         s += x;
-        for (int k = 0; k < N_LEVELS; k++) m[k] += (v2d)((v2i)x & (x >= lv[k]));
+        for (int k = 0; k < N_LEVELS; k++) m[k] += (v2d)((v2i)x & (zz >= cut[k]));
     }
     for (int k = 0; k < N_LEVELS; k++) mass[k] = m[k][0] + m[k][1];
     return s[0] + s[1];
@@ -267,7 +278,7 @@ static float max_fixed(const float *z, int n) {
  * window once. */
 static void apply_penalty(float *z, uint8_t *seen, int n, const struct wk_sampling *p,
                           const int32_t *history, size_t n_history) {
-    if (p->repetition_penalty == 1.0f || p->repeat_last_n <= 0 || !history || n_history == 0)
+    if (!(p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && history && n_history > 0))
         return;
     size_t win = (size_t)p->repeat_last_n < n_history ? (size_t)p->repeat_last_n : n_history;
     const int32_t *h = history + (n_history - win);
@@ -291,16 +302,18 @@ static int32_t argmax(const float *z, int n) {
     return best;
 }
 
-/* Log-softmax of the raw logits: logprob of `token` and the top-N. */
-static void raw_logprobs(const float *logits, int n, int32_t token, int n_top, double *w,
-                         struct wk_sample_out *out) {
-    /* pass 1: max and top-N (value desc, id asc; NaN counts as -inf) */
-    double m = -INFINITY;
+/* Pass 1 over the raw logits, fused with the copy into z: z = logits with
+ * NaN -> -inf; returns the max raw logit and fills out's top-N (value desc,
+ * id asc; NaN counts as -inf). */
+static double copy_and_top(const float *logits, float *z, int n, int n_top,
+                           struct wk_sample_out *out) {
+    float m = -INFINITY;
     int nt = 0;
     for (int i = 0; i < n; i++) {
         float v = logits[i];
         if (v != v) v = -INFINITY;
-        if (v > m) m = v;
+        z[i] = v;
+        m = v > m ? v : m;
         if (n_top > 0 && (nt < n_top || v > out->top_logprobs[nt - 1])) {
             int j = nt < n_top ? nt++ : n_top - 1;
             while (j > 0 && v > out->top_logprobs[j - 1]) {
@@ -313,6 +326,17 @@ static void raw_logprobs(const float *logits, int n, int32_t token, int n_top, d
         }
     }
     out->n_top = nt;
+    return m;
+}
+
+/* Log-softmax of the raw logits: logprob of `token`, and out's top-N (raw
+ * values from copy_and_top) turned into logprobs. m: the max raw logit.
+ * s_known > 0: sum(exp(logits - m)) is already known (it is the sampler's
+ * normalizer when temperature 1 and no penalty left the logits unchanged:
+ * the same arithmetic in the same order). */
+static void raw_logprobs(const float *logits, int n, int32_t token, double m, double s_known,
+                         double *w, struct wk_sample_out *out) {
+    const int nt = out->n_top;
     if (isinf(m)) { /* all -inf (no information: uniform), or +inf logits share it all */
         int cnt = 0;
         for (int i = 0; i < n; i++) cnt += logits[i] == (float)m;
@@ -323,9 +347,12 @@ static void raw_logprobs(const float *logits, int n, int32_t token, int n_top, d
             out->top_logprobs[j] = out->top_logprobs[j] == (float)m ? (float)lp_at : -INFINITY;
         return;
     }
-    /* pass 2: log-sum-exp with the max shifted out, in double, id order */
-    exp_shifted(logits, n, m, w);
-    double s = sum_fixed(w, n);
+    /* pass 2: log-sum-exp with the max shifted out, in double, fixed order */
+    double s = s_known;
+    if (!(s > 0.0)) {
+        exp_shifted(logits, n, m, w);
+        s = sum_fixed(w, n);
+    }
     double lse = m + log(s);
     float tv = logits[token];
     out->logprob = tv == tv ? (float)((double)tv - lse) : -INFINITY;
@@ -337,7 +364,7 @@ static void raw_logprobs(const float *logits, int n, int32_t token, int n_top, d
  * (overflow after the division, or nothing finite): the caller falls back
  * to argmax. */
 static int32_t sample_temperature(struct scratch *s, int n, const struct wk_sampling *p,
-                                  uint64_t step) {
+                                  uint64_t step, double *full_s0) {
     float *z = s->z;
     double *w = s->w;
     for (int i = 0; i < n; i++) z[i] = z[i] / p->temperature;
@@ -387,7 +414,8 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
         /* 5. softmax over the whole vocabulary, and the mass above each level */
         exp_shifted(z, n, zmax, w);
         double mass[N_LEVELS];
-        s0 = sum_and_levels(w, n, mass);
+        s0 = sum_and_levels(w, z, zmax, n, mass);
+        *full_s0 = s0;
         n_k0 = (size_t)n;
         /* Which tokens can matter? min-p: those it keeps. Otherwise the
          * tokens above the first level whose mass reaches what the top-p cut
@@ -399,13 +427,21 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
             for (level = 0; level < N_LEVELS && !(mass[level] > need); level++) {}
         }
         for (int attempt = 0; attempt < 2; attempt++) {
-            const double thr = use_min_p ? min_p : level < N_LEVELS ? LEVELS[level] : -1.0;
+            const double lvl = level < N_LEVELS ? LEVELS[level] : INFINITY;
+            /* branch-free compaction: write every token, advance on the kept */
             n_c = 0;
-            for (int i = 0; i < n; i++) {
-                if (w[i] >= thr) {
+            if (use_min_p) {
+                for (int i = 0; i < n; i++) {
                     c[n_c].key = fkey(z[i]);
                     c[n_c].id = i;
-                    n_c++;
+                    n_c += w[i] >= min_p;
+                }
+            } else {
+                const float zcut = cut_below(zmax, lvl);
+                for (int i = 0; i < n; i++) {
+                    c[n_c].key = fkey(z[i]);
+                    c[n_c].id = i;
+                    n_c += z[i] >= zcut;
                 }
             }
             struct cand *sorted = radix_sort(c, s->b, n_c);
@@ -443,10 +479,13 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
         }
         if (n_keep < n_k0) kept_all = false;
     }
-    /* 7. min-p: drop prob < min_p * max prob (the max has weight exactly 1) */
+    /* 7. min-p: drop prob < min_p * max prob (the max has weight exactly 1),
+     * keeping the order of the rest */
     if (use_min_p) {
-        size_t j = 1;
-        while (j < n_keep && w[c[j].id] >= min_p) j++;
+        size_t j = 0;
+        for (size_t i = 0; i < n_keep; i++) {
+            if (w[c[i].id] >= min_p) c[j++] = c[i];
+        }
         if (j < n_keep) kept_all = false;
         n_keep = j;
     }
@@ -472,14 +511,9 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
 // ----------------------------------------------------------------------------
 // public
 
-static void penalized_copy(struct scratch *s, const float *logits, int n,
-                           const struct wk_sampling *p, const int32_t *history,
-                           size_t n_history) {
-    for (int i = 0; i < n; i++) {
-        float v = logits[i];
-        s->z[i] = v == v ? v : -INFINITY;
-    }
-    apply_penalty(s->z, s->seen, n, p, history, n_history);
+/* The repetition penalty is in effect (step 1 changes something). */
+static bool penalty_on(const struct wk_sampling *p, const int32_t *history, size_t n_history) {
+    return p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && history && n_history > 0;
 }
 
 void wk_sample_logits(const float *logits, int n_vocab, const struct wk_sampling *p,
@@ -488,22 +522,29 @@ void wk_sample_logits(const float *logits, int n_vocab, const struct wk_sampling
     WK_ASSERT(logits && n_vocab > 0 && p && scratch && out);
     struct scratch s = scratch_carve(scratch, n_vocab);
     const int n = n_vocab;
+    int n_top = p->n_logprobs < 0 ? 0 : p->n_logprobs;
+    if (n_top > WK_MAX_LOGPROBS) n_top = WK_MAX_LOGPROBS;
+    if (n_top > n) n_top = n;
 
     /* 1. a copy of the logits (NaN -> -inf), then the repetition penalty */
-    penalized_copy(&s, logits, n, p, history, n_history);
+    double m_raw = copy_and_top(logits, s.z, n, n_top, out);
+    apply_penalty(s.z, s.seen, n, p, history, n_history);
 
     int32_t token = -1;
+    double full_s0 = 0.0;
     if (p->temperature > 0.0f) {
-        token = sample_temperature(&s, n, p, step);
-        if (token < 0) penalized_copy(&s, logits, n, p, history, n_history); /* z was divided */
+        token = sample_temperature(&s, n, p, step, &full_s0);
+        if (token < 0) { /* z was divided: redo step 1 for the argmax */
+            for (int i = 0; i < n; i++) s.z[i] = logits[i] == logits[i] ? logits[i] : -INFINITY;
+            apply_penalty(s.z, s.seen, n, p, history, n_history);
+            full_s0 = 0.0;
+        }
     }
     if (token < 0) token = argmax(s.z, n); /* 2. greedy */
     out->token = token;
 
-    int n_top = p->n_logprobs < 0 ? 0 : p->n_logprobs;
-    if (n_top > WK_MAX_LOGPROBS) n_top = WK_MAX_LOGPROBS;
-    if (n_top > n) n_top = n;
-    raw_logprobs(logits, n, token, n_top, s.w, out);
+    bool same = p->temperature == 1.0f && !penalty_on(p, history, n_history);
+    raw_logprobs(logits, n, token, m_raw, same ? full_s0 : 0.0, s.w, out);
 }
 
 wk_status wk_sampling_validate(const struct wk_sampling *p, char *err, size_t err_len) {
