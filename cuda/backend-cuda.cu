@@ -478,6 +478,7 @@ static wk_status cu_forward(struct wk_backend *b, const int32_t *tokens, int n, 
         if (tokens[i] < 0 || tokens[i] >= c->V)
             return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: token id %d at %d is outside [0, %d)",
                            __func__, tokens[i], i, c->V);
+    CUDA_TRY(cudaSetDevice(c->dev)); /* the calling thread may not be the one that created us */
     if (b->record_hidden) TRY(hidden_reserve(c, n, err, err_len));
 
     if (n == 1) {
@@ -520,6 +521,7 @@ static wk_status cu_sample(struct wk_backend *b, const struct wk_sampling *p, co
                            size_t n_history, uint64_t step, struct wk_sample_out *out, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
     if (!c->d_last) return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no forward pass yet", __func__);
+    CUDA_TRY(cudaSetDevice(c->dev));
     const bool pen = p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && history && n_history > 0;
     if (c->gres_valid && !(p->temperature > 0.0f) && !pen && p->n_logprobs <= 0) {
         /* computed at the end of the decode step */
@@ -555,6 +557,7 @@ static wk_status cu_get_hidden(struct wk_backend *b, int layer, float *dst, char
     if (!c->hidden || !b->record_hidden || layer < 0 || layer > c->n_layer)
         return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no hidden state for layer %d (record_hidden off?)",
                        __func__, layer);
+    CUDA_TRY(cudaSetDevice(c->dev));
     CUDA_TRY(cudaStreamSynchronize(c->st));
     CUDA_TRY(cudaMemcpy(dst, hidden_at(c, layer, 0), (size_t)c->hidden_n * c->E * sizeof(float),
                         cudaMemcpyDeviceToHost));

@@ -3,9 +3,11 @@
  * the argument blocks of the kernels (kernels.cu) that backend-cuda.cu
  * launches.
  *
- * Dequantization works on "units" of 32 consecutive elements of one row: unit
- * j of a row holds elements 32j .. 32j+31. Every quantized type's block is a
- * whole number of units (32 or 256 elements), so a unit never straddles two
+ * Dequantization works on runs of consecutive elements of one row: wk_deq32
+ * on "units" of 32 (element 32j .. 32j+31; prefill's f16 tiles and the
+ * embedding) and wk_deq8 on "chunks" of 8 (decode matrix-vector products,
+ * where 32 lanes read 32 consecutive chunks). Every quantized type's block is
+ * a whole number of units (32 or 256 elements), so neither straddles two
  * blocks; the block layouts are those of loader/quants.h (ggml's).
  */
 #ifndef WK_CUDA_COMMON_CUH
@@ -32,9 +34,6 @@
                            __func__, #x, __FILE__, __LINE__, cudaGetErrorString(e_));      \
         }                                                                                  \
     } while (0)
-
-/* After a launch: configuration errors show up here at once. */
-#define CUDA_LAUNCH_TRY(name) CUDA_TRY(cudaGetLastError())
 
 // --- sizes ------------------------------------------------------------------
 
@@ -434,6 +433,158 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q6_K>(const uint8_
             v[2 * i + t] = d * (float)q;
         }
     }
+}
+
+/* dot(elements 8c .. 8c+7 of `row`, x[0..7]) with the block scale applied
+ * once per chunk instead of per element (fewer instructions in the decode
+ * matrix-vector products, which issue-bound more than bandwidth-bound at
+ * these sizes). The float types and the default fall back to wk_deq8. */
+template <int T> __device__ __forceinline__ float wk_dot8(const uint8_t *row, int c, const float x[8]) {
+    float v[8];
+    wk_deq8<T>(row, c, v);
+    float s = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) s = fmaf(v[e], x[e], s);
+    return s;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q8_0>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 34 * (c >> 2);
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 2 + 8 * (c & 3));
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t q = qs[i];
+        s = fmaf((float)(int8_t)(q & 0xFF), x[2 * i], s);
+        s = fmaf((float)(int8_t)(q >> 8), x[2 * i + 1], s);
+    }
+    return wk_h2f(b) * s;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q4_0>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 18 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 2 + 8 * (q & 1));
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t u = qs[i];
+        s = fmaf((float)((int)((u >> sh) & 0xF) - 8), x[2 * i], s);
+        s = fmaf((float)((int)((u >> (8 + sh)) & 0xF) - 8), x[2 * i + 1], s);
+    }
+    return wk_h2f(b) * s;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q5_0>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 22 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const uint32_t qh = wk_ld_u32_a2(b + 2) >> (8 * q); /* bits of elements 8q .. 8q+7 at 0..7 */
+    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 6 + 8 * (q & 1));
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t u = qs[i];
+#pragma unroll
+        for (int k = 0; k < 2; k++) {
+            const int e = 2 * i + k;
+            const int xq = (int)(((u >> (8 * k + sh)) & 0xF) | (((qh >> e) & 1) << 4));
+            s = fmaf((float)(xq - 16), x[e], s);
+        }
+    }
+    return wk_h2f(b) * s;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q4_1>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 20 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const uint32_t *qs = reinterpret_cast<const uint32_t *>(b + 4 + 8 * (q & 1));
+    float s = 0.0f, sx = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const uint32_t u = qs[i];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            s = fmaf((float)((u >> (8 * k + sh)) & 0xF), x[4 * i + k], s);
+            sx += x[4 * i + k];
+        }
+    }
+    return wk_h2f(b) * s + wk_h2f(b + 2) * sx;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q5_1>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 24 * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const uint32_t qh = *reinterpret_cast<const uint32_t *>(b + 4) >> (8 * q);
+    const uint32_t *qs = reinterpret_cast<const uint32_t *>(b + 8 + 8 * (q & 1));
+    float s = 0.0f, sx = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const uint32_t u = qs[i];
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const int e = 4 * i + k;
+            const uint32_t xq = ((u >> (8 * k + sh)) & 0xF) | (((qh >> e) & 1) << 4);
+            s = fmaf((float)xq, x[e], s);
+            sx += x[e];
+        }
+    }
+    return wk_h2f(b) * s + wk_h2f(b + 2) * sx;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q4_K>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 144 * (c >> 5);
+    const int e0 = 8 * (c & 31), sb = e0 >> 5;
+    int sc, m;
+    wk_scale_min_k4(sb, b + 4, &sc, &m);
+    const uint2 u = *reinterpret_cast<const uint2 *>(b + 16 + 32 * (sb >> 1) + (e0 & 31));
+    const int sh = 4 * (sb & 1);
+    const uint32_t w[2] = {u.x, u.y};
+    float s = 0.0f, sx = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        s = fmaf((float)((w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF), x[k], s);
+        sx += x[k];
+    }
+    return wk_h2f(b) * (float)sc * s - wk_h2f(b + 2) * (float)m * sx;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q5_K>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 176 * (c >> 5);
+    const int e0 = 8 * (c & 31), sb = e0 >> 5;
+    int sc, m;
+    wk_scale_min_k4(sb, b + 4, &sc, &m);
+    const uint2 hq = *reinterpret_cast<const uint2 *>(b + 16 + (e0 & 31));
+    const uint2 u = *reinterpret_cast<const uint2 *>(b + 48 + 32 * (sb >> 1) + (e0 & 31));
+    const int sh = 4 * (sb & 1);
+    const uint32_t w[2] = {u.x, u.y}, hw[2] = {hq.x, hq.y};
+    float s = 0.0f, sx = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const uint32_t lo = (w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF;
+        const uint32_t hb = (hw[k >> 2] >> (8 * (k & 3) + sb)) & 1;
+        s = fmaf((float)(lo | (hb << 4)), x[k], s);
+        sx += x[k];
+    }
+    return wk_h2f(b) * (float)sc * s - wk_h2f(b + 2) * (float)m * sx;
+}
+
+template <> __device__ __forceinline__ float wk_dot8<GGML_TYPE_Q6_K>(const uint8_t *row, int c, const float x[8]) {
+    const uint8_t *b = row + 210 * (c >> 5);
+    const int e0 = 8 * (c & 31), half = e0 >> 7, k = (e0 >> 5) & 3, l0 = e0 & 31;
+    const uint16_t *ql = reinterpret_cast<const uint16_t *>(b + 64 * half + 32 * (k & 1) + l0);
+    const uint16_t *qh = reinterpret_cast<const uint16_t *>(b + 128 + 32 * half + l0);
+    const int lsh = 4 * (k >> 1), hsh = 2 * k;
+    float s = 0.0f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const uint32_t l2 = ql[i], h2 = qh[i];
+#pragma unroll
+        for (int t = 0; t < 2; t++) {
+            const int q = (int)(((l2 >> (8 * t + lsh)) & 0xF) | (((h2 >> (8 * t + hsh)) & 3) << 4)) - 32;
+            s = fmaf((float)q, x[2 * i + t], s);
+        }
+    }
+    return wk_h2f(b + 208) * (float)(reinterpret_cast<const int8_t *>(b + 192))[8 * half + 2 * k + (l0 >> 4)] * s;
 }
 
 /* One element of a float-type row (the path for rows whose length is not a

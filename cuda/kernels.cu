@@ -1,18 +1,20 @@
 /* kernels.cu — the forward-pass kernels of the CUDA backend and their
  * launchers (declared in kernels.cuh).
  *
- * Decode (one token) is a handful of fused kernels per layer, all driven by
- * one matrix-vector kernel (mv_kernel) whose input stage can rms-norm the
- * vector or combine split attention partials, and whose epilogue can store,
- * add into the residual, apply SwiGLU, or add biases + rope + write the K/V
- * cache. Prefill (many tokens) uses cuBLAS for the matrices (backend-cuda.cu)
- * and the simple row kernels below.
+ * Decode (one token) is five kernels per layer: four launches of one
+ * matrix-vector kernel (mv_kernel), whose input stage can rms-norm the vector
+ * and whose epilogue can store, add into the residual, apply SwiGLU, or add
+ * biases + rope + write the K/V cache; and the split decode attention.
+ * Prefill (many tokens) uses cuBLAS for the matrices (backend-cuda.cu) and the
+ * simple row kernels below.
  *
  * Every reduction has a fixed order (warp shuffles in a fixed pattern, then
- * per-warp partials in warp order): no atomics, so results are bitwise
- * reproducible.
+ * per-warp partials in warp order). The only atomics are counters that pick
+ * which block combines split results; the combination itself runs in index
+ * order, so results are bitwise reproducible.
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include <utility>
 
@@ -32,6 +34,7 @@ __device__ __forceinline__ void pdl_launch() { asm volatile("griddepcontrol.laun
 
 static bool g_pdl = true;
 static int g_mv_blocks_per_sm = 2;
+static int g_mv_warps_per_sm = 64; /* split rows over warps until about this many per SM have work */
 
 template <typename... K, typename... A>
 static cudaError_t launch(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, A &&...args) {
@@ -131,20 +134,11 @@ __device__ __forceinline__ void dot_chunks(const uint8_t *r0, const uint8_t *r1,
                                            int cs, float &a0, float &a1) {
 #pragma unroll 2
     for (int c = c0; c < nC; c += cs) {
-        float v0[8], v1[8];
-        wk_deq8<T>(r0, c, v0);
-        if (TWO) wk_deq8<T>(r1, c, v1);
         const float4 xa = reinterpret_cast<const float4 *>(xs)[2 * c];
         const float4 xb = reinterpret_cast<const float4 *>(xs)[2 * c + 1];
         const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
-        float s0 = 0.0f, s1 = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) {
-            s0 = fmaf(v0[e], xv[e], s0);
-            if (TWO) s1 = fmaf(v1[e], xv[e], s1);
-        }
-        a0 += s0;
-        if (TWO) a1 += s1;
+        a0 += wk_dot8<T>(r0, c, xv);
+        if (TWO) a1 += wk_dot8<T>(r1, c, xv);
     }
 }
 
@@ -279,8 +273,9 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
     }
     __syncthreads();
 
-    /* wpu warps share a unit (each takes every wpu-th 32-element unit of the
-     * row), their sums added in warp order through shared memory */
+    /* wpu warps share a unit (warp `sub` takes the 8-element chunks
+     * 32*sub + lane + 32*wpu*k of the row), their sums added in warp order
+     * through shared memory */
     const int lane = tid & 31, warp = tid >> 5, wpb = nt >> 5, wpu = a.wpu, upb = wpb / wpu;
     const int lu = warp / wpu, sub = warp % wpu;
     __shared__ float part[2][32];
@@ -343,14 +338,15 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
     }
 }
 
-/* 256 threads a block; enough warps per unit that ~16 warps per SM have
- * work, so that small matrices still spread over the whole chip. */
+/* 256 threads a block; enough warps per unit that ~64 warps per SM have
+ * work (measured best, NOTES.md), so that small matrices still spread over
+ * the whole chip; at most one wave of blocks. */
 cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
     wk_mv_args a = a_in;
     const int wpb = 8;
     const int nC = a.n_in % 8 == 0 ? a.n_in / 8 : a.n_in; /* what a lane steps over */
     int wpu = 1;
-    while (wpu < wpb && (long)a.n_units * wpu < 16L * n_sm && nC > 32 * wpu) wpu *= 2;
+    while (wpu < wpb && (long)a.n_units * wpu < (long)g_mv_warps_per_sm * n_sm && nC > 32 * wpu) wpu *= 2;
     a.wpu = wpu;
     const int upb = wpb / wpu;
     int blocks = wk_cdiv(a.n_units, upb);
@@ -738,6 +734,9 @@ cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim, bool pdl) {
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel, 256, (size_t)max_n_in * sizeof(float));
     if (e != cudaSuccess) return e;
     g_mv_blocks_per_sm = nb > 0 ? nb : 1;
+    /* tuning knob, for measurements only (cuda/NOTES.md) */
+    const char *env = getenv("WK_CUDA_MV_WARPS");
+    if (env && atoi(env) > 0) g_mv_warps_per_sm = atoi(env);
     return cudaFuncSetAttribute(attn_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)attn_prefill_smem(head_dim));
 }

@@ -253,6 +253,23 @@ START_TEST(test_chatml_tiny_qwen_reference) {
     ck_assert_uint_gt(n, n_ref);
     free(ids);
     free(ids2);
+    /* a plain ChatML template has no default system message ... */
+    struct wk_vocab v = f.v;
+    v.chat_template = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                      "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if "
+                      "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    ids = chat(&v, WK_CHAT_UNKNOWN, 0, m, 1, &n);
+    expect_ids(ids, n, ref, n_ref, "plain chatml template");
+    free(ids);
+    /* ... Qwen2-Instruct's has "You are a helpful assistant." */
+    v.chat_template = "{% for message in messages %}{% if loop.first and messages[0]['role'] != "
+                      "'system' %}{{ '<|im_start|>system\\nYou are a helpful "
+                      "assistant.<|im_end|>\\n' }}{% endif %}{{'<|im_start|>' + message['role'] + "
+                      "'\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if "
+                      "add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    expect_rendering(&v, WK_CHAT_UNKNOWN, 0, m, 1,
+                     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+                     "<|im_start|>user\nWrite a haiku about GPUs.<|im_end|>\n<|im_start|>assistant\n");
     /* a system message of the caller's replaces the default */
     struct wk_chat_msg conv[] = {
         {"system", "Be terse."},

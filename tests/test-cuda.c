@@ -1,6 +1,7 @@
 /* test-cuda.c — the CUDA backend against the CPU backend (the oracle).
  *
- *   - every ../shared/models/tiny-qwen2-* variant and stories260K: per-layer
+ *   - every ../shared/models/tiny-qwen2-* variant, stories260K, and a BF16
+ *     copy of tiny-qwen2-f32 made in memory (no shipped file is BF16): per-layer
  *     hidden states and logits of a batched prefill and of teacher-forced
  *     one-token decode steps (eager, with hidden states recorded, and again
  *     through the captured CUDA graph), relative L2 error per weight type
@@ -133,19 +134,58 @@ static double rows_err(const float *a, const float *b, int rows, int V) {
 
 static const char *models[] = {"stories260K", "tiny-qwen2-f32", "tiny-qwen2-f16", "tiny-qwen2-q8_0",
                                "tiny-qwen2-q4_0", "tiny-qwen2-q4_1", "tiny-qwen2-q5_0", "tiny-qwen2-q5_1",
-                               "tiny-qwen2-q6_k", "tiny-qwen2-q4_k_m", "tiny-qwen2-q5_k_m"};
+                               "tiny-qwen2-q6_k", "tiny-qwen2-q4_k_m", "tiny-qwen2-q5_k_m", "tiny-qwen2-bf16"};
+
+/* No shipped model is BF16: make one in memory from the F32 model, every
+ * matrix (and token_embd) rounded to bfloat16 (nearest even); norms and
+ * biases stay F32. Returns the buffers to free. */
+static uint16_t bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void *to_bf16(struct wk_tensor *t) {
+    ck_assert_int_eq(t->type, GGML_TYPE_F32);
+    size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
+    uint16_t *b = malloc(n * sizeof *b);
+    const float *f = t->data;
+    for (size_t i = 0; i < n; i++) b[i] = bf16_round(f[i]);
+    t->type = GGML_TYPE_BF16;
+    t->data = b;
+    t->nbytes = n * sizeof *b;
+    return b;
+}
+
+static void **make_bf16(struct wk_model *m, size_t *n_bufs) {
+    void **bufs = calloc(2 + 7 * (size_t)m->hp.n_layer, sizeof *bufs);
+    size_t k = 0;
+    bufs[k++] = to_bf16(&m->tok_embd);
+    if (m->tied_output) m->output = m->tok_embd;
+    else bufs[k++] = to_bf16(&m->output);
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        struct wk_layer *L = &m->layers[l];
+        struct wk_tensor *mats[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) bufs[k++] = to_bf16(mats[i]);
+    }
+    *n_bufs = k;
+    return bufs;
+}
 
 START_TEST(vs_cpu) {
     const char *name = models[_i];
+    const bool bf16 = strcmp(name, "tiny-qwen2-bf16") == 0;
     char rel[256], path[512];
-    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    snprintf(rel, sizeof rel, "models/%s.gguf", bf16 ? "tiny-qwen2-f32" : name);
     struct wk_model *m = load(rel);
     if (!m) return;
+    size_t n_bufs = 0;
+    void **bufs = bf16 ? make_bf16(m, &n_bufs) : NULL;
     /* prompt + continuation from the reference logs */
     if (strcmp(name, "stories260K") == 0)
         snprintf(rel, sizeof rel, "reference/stories260K/once.txt");
     else
-        snprintf(rel, sizeof rel, "reference/tiny-qwen2/%s.chat.exact.txt", name + strlen("tiny-qwen2-"));
+        snprintf(rel, sizeof rel, "reference/tiny-qwen2/%s.chat.exact.txt", bf16 ? "f32" : name + strlen("tiny-qwen2-"));
     size_t np, ng;
     int32_t *prompt = read_ids(tu_shared_path(path, sizeof path, rel), "prompt_ids", &np);
     int32_t *gen = read_ids(path, "gen_ids", &ng);
@@ -192,7 +232,7 @@ START_TEST(vs_cpu) {
     fprintf(stderr,
             "REL-L2 %-18s type %-7s prefill(n=%zu): hidden %.2e logits %.2e last %.2e | decode: hidden %.2e "
             "logits %.2e graph %.2e\n",
-            name, m->ftype_name, np, e_ph, e_pl, e_plast, e_dh, e_dl, e_graph);
+            name, bf16 ? "bf16" : m->ftype_name, np, e_ph, e_pl, e_plast, e_dh, e_dl, e_graph);
     ck_assert_msg(e_ph < TOL_PREFILL && e_pl < TOL_PREFILL && e_plast < TOL_PREFILL, "%s prefill: %g %g %g", name, e_ph,
                   e_pl, e_plast);
     ck_assert_msg(e_dh < TOL_DECODE && e_dl < TOL_DECODE && e_graph < TOL_DECODE, "%s decode: %g %g %g", name, e_dh,
@@ -202,6 +242,8 @@ START_TEST(vs_cpu) {
     wk_backend_free(g);
     wk_backend_free(c);
     unload(m);
+    for (size_t i = 0; i < n_bufs; i++) free(bufs[i]);
+    free(bufs);
 }
 END_TEST
 
@@ -440,14 +482,22 @@ int main(void) {
         return 1;
     }
 
+    /* test cases can be picked with CK_RUN_CASE (e.g. under compute-sanitizer) */
     Suite *su = suite_create("cuda");
     TCase *tc = tcase_create("vs-cpu");
-    tcase_set_timeout(tc, 1200);
     tcase_add_loop_test(tc, vs_cpu, 0, (int)(sizeof models / sizeof *models));
+    suite_add_tcase(su, tc);
+    tc = tcase_create("greedy");
     tcase_add_test(tc, greedy_stories_100);
     tcase_add_test(tc, greedy_qwen_f32);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("long");
     tcase_add_test(tc, long_context);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("sampler");
     tcase_add_test(tc, sampler_vs_cpu);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("repro");
     tcase_add_test(tc, reproducible_10_runs);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);

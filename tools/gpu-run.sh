@@ -21,6 +21,7 @@
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
 #   GPU_RUN_VARIANTS="WK_CUDA_NOGRAPH=1 WK_CUDA_NOPDL=1"   also bench with a feature off
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
+#   GPU_RUN_SANITIZER=1    compute-sanitizer memcheck over test-cuda's greedy and sampler cases
 set -eu
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +74,16 @@ device)
         grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
         echo "test-cuda exit status $rc"
     fi
+    if [ "${GPU_RUN_SANITIZER:-0}" = 1 ]; then
+        # compute-sanitizer memcheck over the greedy and sampler cases (prefill, graph decode, sampling)
+        cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+        for case in greedy sampler; do
+            [ -n "$cs" ] && CK_RUN_CASE=$case timeout 300 "$cs" --tool memcheck --error-exitcode 9 \
+                "$pack/bin/test-cuda" > "$out/sanitizer-$case.log" 2>&1
+            echo "compute-sanitizer memcheck $case: exit $? ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$out/sanitizer-$case.log") error lines)"
+            tail -2 "$out/sanitizer-$case.log"
+        done
+    fi
     if [ "${GPU_RUN_REPRO:-1}" = 1 ]; then
         # 10 runs of one seeded request through the worker process: identical streams
         echo "== reproducibility through the worker (10 runs)"
@@ -97,6 +108,7 @@ device)
                 > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
             tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
             for v in ${GPU_RUN_VARIANTS:-}; do
+                [ "$t" = "${GPU_RUN_VARIANT_TYPES:-$t}" ] || case " ${GPU_RUN_VARIANT_TYPES} " in *" $t "*) ;; *) continue ;; esac
                 # the same with one switch of the backend off (WK_CUDA_NOGRAPH=1, WK_CUDA_NOPDL=1)
                 env "$v" timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                     2>> "$out/bench.log" | tr -d '\n' | sed "s/^{/{\"variant\": \"$v\", /" >> "$out/bench.jsonl"
@@ -109,6 +121,13 @@ device)
                     --metrics gpu__time_duration.sum --csv --page raw \
                     "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
                     > "$out/ncu-$t.csv" 2>> "$out/bench.log" || echo "ncu failed" >&2
+                # stall reasons of five consecutive decode matrix-vector kernels
+                [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none --cache-control none \
+                    -k regex:mv_kernel --launch-skip 150 --launch-count 5 \
+                    --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
+                    --section MemoryWorkloadAnalysis --section SchedulerStats \
+                    "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
+                    > "$out/ncu-detail-$t.txt" 2>> "$out/bench.log" || echo "ncu detail failed" >&2
             fi
             rm -f "$f" "$out/bench-$t.json"
         done

@@ -4,10 +4,12 @@
  * global state, no allocation, no threads, no floating-point reassociation.
  * Orders are total: by value descending, then by token id ascending.
  *
- * Cost at n_vocab = 151936 (the temperature > 0 path): one pass to copy and
- * penalize, one pass of exp() for the softmax normalizer (skipped when top-k
- * bounds the set), one pass of exp() for the log-softmax of the raw logits,
- * and a sort of only the candidates that can matter:
+ * Cost at n_vocab = 151936 (the temperature > 0 path): a pass that copies
+ * the logits and finds the raw top-N, the penalty, a pass of exp() for the
+ * softmax normalizer (skipped when top-k bounds the set), a pass of exp() for
+ * the log-softmax of the raw logits (skipped at temperature 1 without
+ * penalty: it is the same sum), and a radix sort of only the candidates
+ * that can matter:
  *   - top-k: a 4-pass radix select finds the k-th key, then a radix sort of k;
  *   - min-p: only tokens with prob >= min_p * max prob can survive;
  *   - otherwise the probability mass within a few distances of the max
@@ -77,7 +79,7 @@ static struct scratch scratch_carve(void *mem, int n_vocab) {
 typedef double v2d __attribute__((vector_size(16)));
 typedef int64_t v2i __attribute__((vector_size(16)));
 
-static inline v2d exp2_nonpos(v2d x) {
+static inline __attribute__((always_inline)) v2d exp2_nonpos(v2d x) {
     const double shift_c = 0x1.8p52; /* adding it rounds to an integer */
     const double inv_ln2 = 0x1.71547652b82fep0;
     const double ln2_hi = 0x1.62e42fefa3800p-1, ln2_lo = 0x1.ef35793c7673p-45;
@@ -110,6 +112,20 @@ static inline v2d exp2_nonpos(v2d x) {
 
 static void exp_shifted(const float *z, int n, double shift, double *w) {
     int i = 0;
+    /* four independent vectors per iteration: the polynomial is one long
+     * dependency chain, so this is what keeps the FP units busy */
+    for (; i + 8 <= n; i += 8) {
+        v2d x0 = {(double)z[i] - shift, (double)z[i + 1] - shift};
+        v2d x1 = {(double)z[i + 2] - shift, (double)z[i + 3] - shift};
+        v2d x2 = {(double)z[i + 4] - shift, (double)z[i + 5] - shift};
+        v2d x3 = {(double)z[i + 6] - shift, (double)z[i + 7] - shift};
+        v2d y0 = exp2_nonpos(x0), y1 = exp2_nonpos(x1), y2 = exp2_nonpos(x2),
+            y3 = exp2_nonpos(x3);
+        memcpy(w + i, &y0, sizeof y0);
+        memcpy(w + i + 2, &y1, sizeof y1);
+        memcpy(w + i + 4, &y2, sizeof y2);
+        memcpy(w + i + 6, &y3, sizeof y3);
+    }
     for (; i + 2 <= n; i += 2) {
         v2d x = {(double)z[i] - shift, (double)z[i + 1] - shift};
         v2d y = exp2_nonpos(x);
@@ -207,9 +223,9 @@ static uint32_t radix_select(const float *z, int n, int k, int *n_ties) {
 // steps
 
 /* Levels at which the candidate set may be cut, as distances below the max
- * (scaled) logit: d = zmax - z <= 2, 4, 8, 16, 32 nats (weights down to
- * e^-32 of the max); past the last, everything is a candidate. A predicate
- * on z, not on the computed weight, so each level is exactly a prefix of the
+ * (scaled) logit: z >= zmax - 2, 4, 8, 16, 32 nats (weights down to e^-32
+ * of the max); past the last, everything is a candidate. A predicate on z,
+ * not on the computed weight, so each level is exactly a prefix of the
  * descending order. */
 #define N_LEVELS 5
 static const double LEVELS[N_LEVELS] = {2.0, 4.0, 8.0, 16.0, 32.0};
@@ -227,14 +243,11 @@ static double sum_fixed(const double *w, int n) {
     return a + b;
 }
 
-/* The smallest float z with zmax - (double)z <= lvl, i.e. level membership
- * as one float compare (-inf for lvl = inf: everything). */
+/* Level membership is z >= cut_below(zmax, lvl): one float compare, the
+ * same in the mass sums and in the candidate collection. (-inf for lvl =
+ * inf: everything.) */
 static float cut_below(double zmax, double lvl) {
-    if (isinf(lvl)) return -INFINITY;
-    float c = (float)(zmax - lvl);
-    while (zmax - (double)c > lvl) c = nextafterf(c, INFINITY);
-    for (float d = nextafterf(c, -INFINITY); zmax - (double)d <= lvl; d = nextafterf(d, -INFINITY)) c = d;
-    return c;
+    return isinf(lvl) ? -INFINITY : (float)(zmax - lvl);
 }
 
 /* sum_fixed(w, n), and mass[k] = the sum of the w[i] with z[i] >=
@@ -377,7 +390,7 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
     struct cand *c = s->a;
     size_t n_c = 0;    /* candidates: a prefix of the sorted kept set K0 */
     size_t n_k0;       /* |K0|: what top-k kept */
-    double s0 = 0.0;   /* softmax normalizer over K0, id order */
+    double s0 = 0.0;   /* softmax normalizer over K0, in a fixed order */
     double zmax;
 
     if (p->top_k > 0 && p->top_k < n) {
@@ -463,20 +476,27 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
         }
     }
 
+    /* the candidates' weights in sorted order, in the radix buffer not
+     * holding c, so the walks below read memory in sequence */
+    double *wc = (double *)(c == s->a ? s->b : s->a);
+    for (size_t j = 0; j < n_c; j++) wc[j] = w[c[j].id];
+
     /* 6. top-p: the smallest prefix whose mass >= p (mass relative to s0).
      * kept_all: K (what survives 6-7) is still all of K0, so the normalizer
      * is s0 and the candidates need not hold all of K. */
     bool kept_all = !(use_min_p && n_c < n_k0); /* min-p already cut the candidates */
     size_t n_keep = n_c;
+    double prefix_sum = -1.0; /* sum of wc[0..n_keep) when known */
     if (use_top_p) {
         double need = top_p * s0, acc = 0.0;
         for (size_t j = 0; j < n_c; j++) {
-            acc += w[c[j].id];
+            acc += wc[j];
             if (acc >= need) {
                 n_keep = j + 1;
                 break;
             }
         }
+        prefix_sum = acc;
         if (n_keep < n_k0) kept_all = false;
     }
     /* 7. min-p: drop prob < min_p * max prob (the max has weight exactly 1),
@@ -484,26 +504,35 @@ static int32_t sample_temperature(struct scratch *s, int n, const struct wk_samp
     if (use_min_p) {
         size_t j = 0;
         for (size_t i = 0; i < n_keep; i++) {
-            if (w[c[i].id] >= min_p) c[j++] = c[i];
+            if (wc[i] >= min_p) {
+                c[j] = c[i];
+                wc[j++] = wc[i];
+            }
         }
-        if (j < n_keep) kept_all = false;
+        if (j < n_keep) {
+            kept_all = false;
+            prefix_sum = -1.0;
+        }
         n_keep = j;
     }
     /* 8. renormalize and draw */
     double total = s0;
     if (!kept_all) {
-        total = 0.0;
-        for (size_t j = 0; j < n_keep; j++) total += w[c[j].id];
+        total = prefix_sum;
+        if (total < 0.0) {
+            total = 0.0;
+            for (size_t j = 0; j < n_keep; j++) total += wc[j];
+        }
     }
     double target = u * total, acc = 0.0;
     for (size_t j = 0; j < n_keep; j++) {
-        acc += w[c[j].id];
+        acc += wc[j];
         if (acc > target) return c[j].id;
     }
     /* Only rounding gets here (the cumulative sum in sorted order fell short
      * of u * total summed in id order): take the last token with weight. */
     for (size_t j = n_keep; j-- > 0;) {
-        if (w[c[j].id] > 0.0) return c[j].id;
+        if (wc[j] > 0.0) return c[j].id;
     }
     return c[0].id;
 }
