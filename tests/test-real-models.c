@@ -756,24 +756,26 @@ static bool contains_ci(const char *hay, const char *needle) {
  * anywhere else. A 0.5B model does not follow this instruction for every
  * minute: with the default template, greedy, the numpy reference includes W
  * for 45 of the 60 minutes; system prompt 1 for 52; the three greedy
- * framings together for 58 (all but nineteen and forty); sampling adds
- * chances for the rest (docs/real-models.md has the table). */
+ * framings together for 58 (all but nineteen and forty). Sampled, the worker
+ * found "forty" with system prompt 1 and seed 1, "nineteen" with the default
+ * prompt and seeds 6 and 7 (docs/real-models.md has the details). */
 struct haiku_attempt {
     const char *system; /* NULL: the template's default system prompt */
     float temperature;
     uint64_t seed;
 };
 
+#define HAIKU_SYS1                                                                              \
+    "You are a poet. Follow the user's instructions exactly: when asked to include a word, write " \
+    "that exact word, spelled out in letters just as the user wrote it, never as digits."
+#define HAIKU_SYS2                                                                              \
+    "You write short poems. Include the user's requested word exactly as the user typed it, in "  \
+    "lowercase letters."
+
 static const struct haiku_attempt haiku_attempts[] = {
-    {NULL, 0, 0},
-    {"You are a poet. Follow the user's instructions exactly: when asked to include a word, write "
-     "that exact word, spelled out in letters just as the user wrote it, never as digits.",
-     0, 0},
-    {"You write short poems. Include the user's requested word exactly as the user typed it, in "
-     "lowercase letters.",
-     0, 0},
-    {NULL, 0.7f, 1}, {NULL, 0.7f, 2}, {NULL, 0.7f, 3}, {NULL, 0.7f, 4},
-    {NULL, 0.7f, 5}, {NULL, 0.7f, 6}, {NULL, 0.7f, 7},
+    {NULL, 0, 0},       {HAIKU_SYS1, 0, 0},   {HAIKU_SYS2, 0, 0},   {HAIKU_SYS1, 0.7f, 1},
+    {NULL, 0.7f, 6},    {NULL, 0.7f, 7},      {HAIKU_SYS1, 0.7f, 2}, {HAIKU_SYS1, 0.7f, 3},
+    {NULL, 0.7f, 1},    {NULL, 0.7f, 2},      {NULL, 0.7f, 3},
 };
 
 static void check_haiku(const struct model_facts *F) {
