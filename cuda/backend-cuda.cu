@@ -821,6 +821,17 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
     b->info.mem_weights = c->wbytes;
     b->info.mem_kv = c->kv_bytes;
     b->info.mem_scratch = c->sbytes - c->kv_bytes;
+    {
+        /* Warm-up before Ready: a 2-token prefill (cuBLAS kernels loaded) and
+         * one decode step (the graph captured), so the first request's time to
+         * first token does not pay for them. It writes KV positions 0..1,
+         * which every request overwrites before reading. */
+        const int32_t warm[2] = {0, 0};
+        if (n_ctx >= 2) {
+            FAIL_IF(cu_forward(b, warm, 2, 0, NULL, false, err, err_len));
+            FAIL_IF(cu_forward(b, warm, 1, 1, NULL, false, err, err_len));
+        }
+    }
     *out = b;
     return WK_STATUS_OK;
 fail:

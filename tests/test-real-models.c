@@ -525,7 +525,9 @@ static struct proc *spawn_worker(const struct model_facts *F) {
     const char *worker = getenv("ORCD_WORKER");
     ck_assert_msg(worker && *worker, "ORCD_WORKER is not set");
     const char *log = getenv("ORCD_TEST_LOG") ? getenv("ORCD_TEST_LOG") : "warn";
-    const char *argv[] = {worker, "--model", model_file(F), "--device", "cpu", "--ctx", "1024",
+    /* cpu here and in CI; ORCD_TEST_DEVICE=cuda on the GPU machine (tools/gpu-run.sh) */
+    const char *dev = getenv("ORCD_TEST_DEVICE") && *getenv("ORCD_TEST_DEVICE") ? getenv("ORCD_TEST_DEVICE") : "cpu";
+    const char *argv[] = {worker, "--model", model_file(F), "--device", dev, "--ctx", "1024",
                           "--log-level", log, NULL};
     int in[2], out[2];
     ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
@@ -939,6 +941,9 @@ END_TEST
 START_TEST(smol_repro) { check_repro(&SMOL); }
 END_TEST
 
+START_TEST(qwen_repro) { check_repro(&QWEN); }
+END_TEST
+
 START_TEST(spell_minutes) {
     /* the spelling the haiku test asks for */
     char w[32];
@@ -981,6 +986,14 @@ int main(void) {
         tcase_set_timeout(tc, 1200);
         tcase_add_test(tc, qwen_haiku);
         suite_add_tcase(s, tc);
+        /* 90 seeded runs of the 0.5B model: seconds on a GPU, minutes on CI's
+         * CPU, where SmolLM2 carries the reproducibility check instead */
+        if (getenv("ORCD_REAL_QWEN_REPRO")) {
+            tc = tcase_create("qwen-repro");
+            tcase_set_timeout(tc, 1200);
+            tcase_add_test(tc, qwen_repro);
+            suite_add_tcase(s, tc);
+        }
     }
     if (smol) {
         tc = tcase_create("smollm2");

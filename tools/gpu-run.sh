@@ -10,6 +10,18 @@
 #   here:    tools/gpu-run.sh pack          build build-gpu/ and fill gpu-pack/
 #   there:   sh tools/gpu-run.sh device     run the GPU tests and the benchmark
 #
+# The real Qwen2.5-Coder-0.5B file (491 MB, from tools/fetch-models) cannot
+# travel in one call, so it is staged in parts while the machine stays warm
+# (it goes back after 30 s idle: make the calls back to back):
+#   here:    tools/gpu-run.sh stage         split it into gpu-stage/qwen.partNN (60 MiB each)
+#   there:   one call per part, carry ["gpu-stage/qwen.partNN"], command `true`
+#            (ignored paths already there stay between calls), then, with
+#            carry ["gpu-pack"]:
+#            sh tools/gpu-run.sh device-real
+#            which joins the parts, checks the sha256, and runs the real-model
+#            suite on CUDA (haiku, coherence, 3 prompts x 3 seeds x 10 runs),
+#            a haiku through tools/orcd, and orcd-bench on the real file.
+#
 # The one device command (device tool `run`, with carry ["gpu-pack"]):
 #   sh tools/gpu-run.sh device
 # It writes under $OUT: test-cuda.log (every test, the per-type relative L2
@@ -35,11 +47,13 @@ pack)
     if [ ! -d "$build" ]; then
         meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
     fi
-    ninja -C "$build" tests/test-cuda tools/orcd-synth tools/orcd-bench tools/orcd worker/worker-orcd
+    ninja -C "$build" tests/test-cuda tests/test-worker tests/test-real-models tools/orcd-synth \
+        tools/orcd-bench tools/orcd worker/worker-orcd
     rm -rf "$pack"
     mkdir -p "$pack/bin" "$pack/lib" "$pack/shared/models" "$pack/shared/reference/stories260K" \
         "$pack/shared/reference/tiny-qwen2"
-    for b in tests/test-cuda tools/orcd-synth tools/orcd-bench tools/orcd worker/worker-orcd; do
+    for b in tests/test-cuda tests/test-worker tests/test-real-models tools/orcd-synth tools/orcd-bench \
+        tools/orcd worker/worker-orcd; do
         cp "$build/$b" "$pack/bin/"
         strip "$pack/bin/$(basename "$b")"
     done
@@ -83,6 +97,18 @@ device)
             echo "compute-sanitizer memcheck $case: exit $? ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$out/sanitizer-$case.log") error lines)"
             tail -2 "$out/sanitizer-$case.log"
         done
+    fi
+    if [ "${GPU_RUN_WORKER_TESTS:-1}" = 1 ]; then
+        # the integration suite (protocol, cancel, health, stops, UTF-8, seeds) with --device cuda
+        echo "== test-worker on cuda"
+        set +e
+        ORCD_TEST_DEVICE=cuda ORCD_WORKER="$pack/bin/worker-orcd" timeout 300 "$pack/bin/test-worker" \
+            > "$out/test-worker.log" 2>&1
+        wrc=$?
+        set -e
+        grep -E "Checks|Fail|Error" "$out/test-worker.log" | tail -5 || true
+        echo "test-worker exit status $wrc"
+        [ $wrc -eq 0 ] || rc=$wrc
     fi
     if [ "${GPU_RUN_REPRO:-1}" = 1 ]; then
         # 10 runs of one seeded request through the worker process: identical streams
@@ -137,8 +163,53 @@ device)
     fi
     exit $rc
     ;;
+stage)
+    models=${ORCD_MODELS:-$HOME/.cache/orcd/models}
+    src="$models/qwen2.5-coder-0.5b-instruct.q4_k_m.gguf"
+    [ -f "$src" ] || { echo "gpu-run.sh: $src missing: run tools/fetch-models" >&2; exit 1; }
+    rm -rf "$here/gpu-stage"
+    mkdir -p "$here/gpu-stage"
+    split -b 60M -d -a 2 "$src" "$here/gpu-stage/qwen.part"
+    ls -la "$here/gpu-stage"
+    for f in "$here"/gpu-stage/qwen.part*; do
+        echo "device call: carry [\"gpu-stage/$(basename "$f")\"] command: true"
+    done
+    echo "then: carry [\"gpu-pack\"] command: sh tools/gpu-run.sh device-real"
+    ;;
+device-real)
+    out=${OUT:-/tmp/gpu-out}
+    mkdir -p "$out"
+    export ORCD_SHARED="$pack/shared"
+    export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
+    export ORCD_MODELS=/tmp/orcd-models
+    mkdir -p "$ORCD_MODELS"
+    f="$ORCD_MODELS/qwen2.5-coder-0.5b-instruct.q4_k_m.gguf"
+    cat "$here"/gpu-stage/qwen.part* > "$f"
+    # the sha256 tools/fetch-models pins for the assembled file
+    want=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+    got=$(sha256sum "$f" | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { echo "gpu-run.sh: assembled model sha256 $got != $want (a part missing?)" >&2; ls -la "$here/gpu-stage"; exit 1; }
+    echo "== real model assembled: $(stat -c %s "$f") bytes, sha256 ok"
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+    set +e
+    echo "== test-real-models on cuda (haiku, coherence, 3x3x10 reproducibility)"
+    ORCD_TEST_DEVICE=cuda ORCD_REAL_QWEN_REPRO=1 ORCD_WORKER="$pack/bin/worker-orcd" timeout 400 \
+        "$pack/bin/test-real-models" > "$out/test-real-models.log" 2>&1
+    rrc=$?
+    grep -E "^real:|Checks|Fail|Error" "$out/test-real-models.log" | tail -40
+    echo "test-real-models exit status $rrc"
+    echo "== haiku through tools/orcd"
+    "$pack/bin/orcd" --worker "$pack/bin/worker-orcd" --model "$f" --device cuda --max-tokens 64 \
+        --chat "Write a haiku about GPU computing that includes the word forty-two" 2>&1 | tee "$out/haiku.txt"
+    echo "== orcd-bench on the real file"
+    timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+        > "$out/bench-real.json" 2> "$out/bench-real.log"
+    cat "$out/bench-real.json"
+    set -e
+    exit $rrc
+    ;;
 *)
-    echo "usage: tools/gpu-run.sh pack | device   (see the comment at the top)" >&2
+    echo "usage: tools/gpu-run.sh pack | device | stage | device-real   (see the comment at the top)" >&2
     exit 2
     ;;
 esac
