@@ -33,8 +33,10 @@ __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;"
 __device__ __forceinline__ void pdl_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
 static bool g_pdl = true;
-static int g_mv_blocks_per_sm = 2;
+static int g_mv_blocks_per_sm[2] = {2, 2}; /* per input mode of mv_kernel (XM) */
 static int g_mv_warps_per_sm = 64; /* split rows over warps until about this many per SM have work */
+static int g_mv_direct = 3;        /* input modes read from global memory: 1 plain, 2 rms-normed */
+static int g_mv_direct_passes = 4; /* ... when the grid strides over the units at most this often */
 
 template <typename... K, typename... A>
 static cudaError_t launch(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, A &&...args) {
@@ -129,14 +131,21 @@ __device__ __forceinline__ bool rope_pair(int i, int rope_dim, int neox, int *p0
 /* Dot products of one or two rows of the same type against xs over the
  * 8-element chunks c0, c0+cs, ...: lane l of a warp takes chunk c0 = 32w + l,
  * so a warp's loads cover a contiguous stretch of each row. */
-template <int T, bool TWO>
-__device__ __forceinline__ void dot_chunks(const uint8_t *r0, const uint8_t *r1, const float *xs, int nC, int c0,
-                                           int cs, float &a0, float &a1) {
+template <int XM, int T, bool TWO>
+__device__ __forceinline__ void dot_chunks(const uint8_t *r0, const uint8_t *r1, const float *xs, const float *nw,
+                                           int nC, int c0, int cs, float &a0, float &a1) {
 #pragma unroll 2
     for (int c = c0; c < nC; c += cs) {
         const float4 xa = reinterpret_cast<const float4 *>(xs)[2 * c];
         const float4 xb = reinterpret_cast<const float4 *>(xs)[2 * c + 1];
-        const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+        float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
+        if (XM != 0 && nw) { /* x * norm weight; the rms scale multiplies the finished dot product */
+            const float4 wa = __ldg(reinterpret_cast<const float4 *>(nw) + 2 * c);
+            const float4 wb = __ldg(reinterpret_cast<const float4 *>(nw) + 2 * c + 1);
+            const float wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
+#pragma unroll
+            for (int e = 0; e < 8; e++) xv[e] *= wv[e];
+        }
         a0 += wk_dot8<T>(r0, c, xv);
         if (TWO) a1 += wk_dot8<T>(r1, c, xv);
     }
@@ -153,24 +162,27 @@ __device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const flo
 /* a0 = row ra of ma · x, a1 = row rb of mb · x (rb < 0: none), over the
  * 8-element chunks j0, j0+js, ... (elements, for rows not a multiple of 8)
  * (the warp's share when several warps split a row); warp-reduced, valid in
- * every lane. */
+ * every lane. XM 0: x staged in shared memory (xs); 1: x (times nw when
+ * nw is not null) read from global memory (n % 8 == 0). */
+template <int XM>
 __device__ __forceinline__ void dot_pair(const wk_cu_mat &ma, int ra, const wk_cu_mat &mb, int rb,
-                                         const float *xs, int n, int j0, int js, float &a0, float &a1) {
+                                         const float *xs, const float *nw, int n, int j0, int js, float &a0,
+                                         float &a1) {
     a0 = 0.0f;
     a1 = 0.0f;
     const uint8_t *p0 = ma.w + (size_t)ra * ma.row_bytes;
     const uint8_t *p1 = rb >= 0 ? mb.w + (size_t)rb * mb.row_bytes : nullptr;
-    if (n % 8 != 0) {
+    if (XM == 0 && n % 8 != 0) {
         a0 = dot_plain(ma.type, p0, xs, n, j0, js);
         if (p1) a1 = dot_plain(mb.type, p1, xs, n, j0, js);
     } else {
         const int nC = n / 8;
         if (p1 && ma.type == mb.type) {
-            WK_TYPE_SWITCH(ma.type, dot_chunks<T_, true>(p0, p1, xs, nC, j0, js, a0, a1));
+            WK_TYPE_SWITCH(ma.type, (dot_chunks<XM, T_, true>(p0, p1, xs, nw, nC, j0, js, a0, a1)));
         } else {
             float dummy;
-            WK_TYPE_SWITCH(ma.type, dot_chunks<T_, false>(p0, nullptr, xs, nC, j0, js, a0, dummy));
-            if (p1) WK_TYPE_SWITCH(mb.type, dot_chunks<T_, false>(p1, nullptr, xs, nC, j0, js, a1, dummy));
+            WK_TYPE_SWITCH(ma.type, (dot_chunks<XM, T_, false>(p0, nullptr, xs, nw, nC, j0, js, a0, dummy)));
+            if (p1) WK_TYPE_SWITCH(mb.type, (dot_chunks<XM, T_, false>(p1, nullptr, xs, nw, nC, j0, js, a1, dummy)));
         }
     }
     a0 = wk_warp_sum(a0);
@@ -213,8 +225,14 @@ __device__ __forceinline__ void prefetch_row(const wk_cu_mat *m, int r, int k0, 
     for (int k = k0; k < lines; k += ks) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + 128 * (size_t)k));
 }
 
-__global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_args a) {
-    extern __shared__ float xs[];
+/* XM 0: the input vector is staged (rms-normed) in shared memory first;
+ * XM 1: each lane reads the x chunks it needs from global memory together
+ * with its weights (no staging round trip and barrier before the first
+ * weight load); with an rms norm the sum of squares is reduced alongside and
+ * its scale multiplies the finished dot products. */
+template <int XM>
+__global__ void __launch_bounds__(256, XM == 1 ? 4 : 0) mv_kernel(const __grid_constant__ wk_mv_args a) {
+    extern __shared__ float xs_smem[];
     __shared__ double red[32];
     const int n = a.n_in, tid = threadIdx.x, nt = blockDim.x;
     {
@@ -237,7 +255,21 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
     // after the block reduction, is applied to the entries each thread wrote.
     const bool norm = a.in_mode == WK_IN_NORM;
     double ss = 0.0;
-    if (n % 4 == 0) {
+    float *xs = xs_smem;
+    if (XM == 1 && norm) {
+        // this warp's share of the sum of squares, in red[warp]; read after the first barrier below
+        const float4 *in4 = reinterpret_cast<const float4 *>(a.in);
+        for (int i4 = tid; i4 < n / 4; i4 += nt) {
+            const float4 v = in4[i4];
+            ss += (double)v.x * v.x;
+            ss += (double)v.y * v.y;
+            ss += (double)v.z * v.z;
+            ss += (double)v.w * v.w;
+        }
+        ss = warp_sum_d(ss);
+        if ((tid & 31) == 0) red[tid >> 5] = ss;
+    } else if (XM == 1) {
+    } else if (n % 4 == 0) {
         const float4 *in4 = reinterpret_cast<const float4 *>(a.in);
         const float4 *w4 = reinterpret_cast<const float4 *>(a.norm_w);
         for (int i4 = tid; i4 < n / 4; i4 += nt) {
@@ -258,7 +290,7 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
             xs[i] = norm ? v * a.norm_w[i] : v;
         }
     }
-    if (norm) {
+    if (XM == 0 && norm) {
         ss = block_sum_d(ss, red);
         const float scale = (float)(1.0 / sqrt(ss / n + (double)a.eps));
         for (int i = tid * (n % 4 == 0 ? 4 : 1); i < n;) {
@@ -271,7 +303,10 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
             i += nt * kmax;
         }
     }
-    __syncthreads();
+    if (XM == 0) __syncthreads();
+    const float *xsrc = XM == 0 ? xs : a.in;
+    float rscale = 1.0f;
+    bool have_scale = !(XM == 1 && norm);
 
     /* wpu warps share a unit (warp `sub` takes the 8-element chunks
      * 32*sub + lane + 32*wpu*k of the row), their sums added in warp order
@@ -287,15 +322,26 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
         int seg = 0, r0 = 0, r1 = -1, rot_i = -1;
         const wk_cu_mat *ma, *mb;
         unit_rows(a, valid ? u : 0, &ma, &mb, &r0, &r1, &seg, &rot_i);
-        float a0 = 0.0f, a1 = 0.0f;
-        if (valid) dot_pair(*ma, r0, *mb, r1, xs, n, sub * 32 + lane, 32 * wpu, a0, a1);
-        if (wpu > 1) {
-            if (lane == 0) {
+        float a0 = 0.0f, a1 = 0.0f, y0 = 0.0f, y1 = 0.0f;
+        if (XM != 0 && a.out_mode == WK_OUT_ADD && valid && sub == 0 && lane == 0) {
+            // the residual entries, in flight with the weights
+            y0 = a.y[r0];
+            if (r1 >= 0) y1 = a.y[r1];
+        }
+        if (valid) dot_pair<XM>(*ma, r0, *mb, r1, xsrc, XM == 1 && norm ? a.norm_w : nullptr, n, sub * 32 + lane, 32 * wpu, a0, a1);
+        if (wpu > 1 || !have_scale) {
+            if (wpu > 1 && lane == 0) {
                 part[0][warp] = a0;
                 part[1][warp] = a1;
             }
             __syncthreads();
-            if (sub == 0) {
+            if (!have_scale) { // the warps' sums of squares, in warp order
+                double t = 0.0;
+                for (int k = 0; k < wpb; k++) t += red[k];
+                rscale = (float)(1.0 / sqrt(t / n + (double)a.eps));
+                have_scale = true;
+            }
+            if (wpu > 1 && sub == 0) {
                 a0 = 0.0f;
                 a1 = 0.0f;
                 for (int k = 0; k < wpu; k++) {
@@ -306,9 +352,18 @@ __global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_a
             __syncthreads();
         }
         if (!valid || sub != 0 || lane != 0) continue;
+        if (XM == 1 && norm) {
+            a0 *= rscale;
+            a1 *= rscale;
+        }
         if (a.out_mode == WK_OUT_ADD) {
-            a.y[r0] += a0;
-            if (r1 >= 0) a.y[r1] += a1;
+            if (XM != 0) {
+                a.y[r0] = y0 + a0;
+                if (r1 >= 0) a.y[r1] = y1 + a1;
+            } else {
+                a.y[r0] += a0;
+                if (r1 >= 0) a.y[r1] += a1;
+            }
         } else if (a.out_mode == WK_OUT_STORE) {
             a.y[r0] = a0 + (a.bias[0] ? a.bias[0][r0] : 0.0f);
             if (r1 >= 0) a.y[r1] = a1 + (a.bias[0] ? a.bias[0][r1] : 0.0f);
@@ -349,11 +404,21 @@ cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
     while (wpu < wpb && (long)a.n_units * wpu < (long)g_mv_warps_per_sm * n_sm && nC > 32 * wpu) wpu *= 2;
     a.wpu = wpu;
     const int upb = wpb / wpu;
+    const bool norm = a.in_mode == WK_IN_NORM;
+    /* direct input reads where the grid passes over the units only a few
+     * times (each pass re-reads x from L1); the logits keep the staging */
+    int xm = 1;
+    if (!(g_mv_direct & (norm ? 2 : 1)) || a.n_in % 8 != 0) xm = 0;
     int blocks = wk_cdiv(a.n_units, upb);
-    const int max_blocks = n_sm * g_mv_blocks_per_sm; /* one wave: the input stage runs once per block */
+    if (xm != 0) {
+        const int mb = n_sm * g_mv_blocks_per_sm[xm];
+        if (blocks > mb && wk_cdiv(a.n_units, mb * upb) > g_mv_direct_passes) xm = 0;
+    }
+    const int max_blocks = n_sm * g_mv_blocks_per_sm[xm]; /* one wave: the input stage runs once per block */
     if (blocks > max_blocks) blocks = max_blocks;
-    const size_t smem = (size_t)a.n_in * sizeof(float);
-    return launch(mv_kernel, dim3(blocks), dim3(wpb * 32), smem, st, a);
+    const size_t smem = xm == 0 ? (size_t)a.n_in * sizeof(float) : 0;
+    if (xm == 1) return launch(mv_kernel<1>, dim3(blocks), dim3(wpb * 32), smem, st, a);
+    return launch(mv_kernel<0>, dim3(blocks), dim3(wpb * 32), smem, st, a);
 }
 
 // --- decode attention --------------------------------------------------------------
@@ -727,16 +792,23 @@ cudaError_t wk_cu_add(float *x, const float *y, size_t n, cudaStream_t st) {
 /* Raise the dynamic shared-memory limits for the largest shapes of the model. */
 cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim, bool pdl) {
     g_pdl = pdl;
-    cudaError_t e = cudaFuncSetAttribute(mv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)((size_t)max_n_in * sizeof(float)));
     if (e != cudaSuccess) return e;
     int nb = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel, 256, (size_t)max_n_in * sizeof(float));
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel<0>, 256, (size_t)max_n_in * sizeof(float));
     if (e != cudaSuccess) return e;
-    g_mv_blocks_per_sm = nb > 0 ? nb : 1;
-    /* tuning knob, for measurements only (cuda/NOTES.md) */
+    g_mv_blocks_per_sm[0] = nb > 0 ? nb : 1;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel<1>, 256, 0);
+    if (e != cudaSuccess) return e;
+    g_mv_blocks_per_sm[1] = nb > 0 ? nb : 1;
+    /* tuning knobs, for measurements only (cuda/NOTES.md) */
     const char *env = getenv("WK_CUDA_MV_WARPS");
     if (env && atoi(env) > 0) g_mv_warps_per_sm = atoi(env);
+    env = getenv("WK_CUDA_MV_DIRECT");
+    if (env) g_mv_direct = atoi(env);
+    env = getenv("WK_CUDA_MV_PASSES");
+    if (env) g_mv_direct_passes = atoi(env);
     return cudaFuncSetAttribute(attn_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)attn_prefill_smem(head_dim));
 }
