@@ -16,33 +16,6 @@
 #include "tests/testutil.h"
 #include "worker/backend.h"
 
-/* Read the "key: 1 2 3" line of a reference log into a malloc'ed array. */
-static int32_t *read_ids(const char *path, const char *key, size_t *n) {
-    size_t len;
-    char *txt = tu_read_file(path, &len);
-    if (!txt) return NULL;
-    txt = realloc(txt, len + 1);
-    txt[len] = 0;
-    char pat[64];
-    snprintf(pat, sizeof pat, "\n%s:", key);
-    char *p = strstr(txt, pat);
-    int32_t *ids = NULL;
-    size_t k = 0;
-    if (p) {
-        p += strlen(pat);
-        ids = malloc(4096 * sizeof *ids);
-        while (*p && *p != '\n' && k < 4096) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p) break;
-            ids[k++] = (int32_t)v;
-            p = end;
-        }
-    }
-    free(txt);
-    *n = k;
-    return ids;
-}
 
 /* Greedy-generate n tokens after the prompt; returns the count generated. */
 static size_t greedy(struct wk_backend *b, const int32_t *prompt, size_t np, int32_t *out, size_t n) {
@@ -92,8 +65,8 @@ START_TEST(stories_greedy_100) {
     char ref[512], err[256];
     tu_shared_path(ref, sizeof ref, "reference/stories260K/once.txt");
     size_t np, ng;
-    int32_t *prompt = read_ids(ref, "prompt_ids", &np);
-    int32_t *want = read_ids(ref, "gen_ids", &ng);
+    int32_t *prompt = tu_read_ids(ref, "prompt_ids", &np);
+    int32_t *want = tu_read_ids(ref, "gen_ids", &ng);
     ck_assert(prompt && want && ng == 100);
 
     /* our tokenizer + BOS gives the reference prompt */
@@ -148,8 +121,8 @@ START_TEST(qwen_f32_greedy) {
         char rel[128];
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/f32.%s.txt", prompts[p]);
         size_t np, ng;
-        int32_t *prompt = read_ids(tu_shared_path(ref, sizeof ref, rel), "prompt_ids", &np);
-        int32_t *want = read_ids(ref, "gen_ids", &ng);
+        int32_t *prompt = tu_read_ids(tu_shared_path(ref, sizeof ref, rel), "prompt_ids", &np);
+        int32_t *want = tu_read_ids(ref, "gen_ids", &ng);
         ck_assert(prompt && want && ng == 32);
         int32_t *toks;
         size_t nt;
@@ -183,8 +156,8 @@ START_TEST(qwen_variants_exact) {
     for (int p = 0; p < 2; p++) {
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/%s.%s.exact.txt", v, prompts[p]);
         size_t np, ng;
-        int32_t *prompt = read_ids(tu_shared_path(path, sizeof path, rel), "prompt_ids", &np);
-        int32_t *gen = read_ids(path, "gen_ids", &ng);
+        int32_t *prompt = tu_read_ids(tu_shared_path(path, sizeof path, rel), "prompt_ids", &np);
+        int32_t *gen = tu_read_ids(path, "gen_ids", &ng);
         ck_assert_msg(prompt && gen && ng > 0, "%s", path);
         float *rows = teacher_logits(b, prompt, np, gen, ng);
         size_t len;
@@ -203,7 +176,7 @@ START_TEST(qwen_variants_exact) {
         /* llama.cpp's logits follow its own greedy tokens: teacher-force those */
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/%s.%s.txt", v, prompts[p]);
         size_t ngl;
-        int32_t *gen_l = read_ids(tu_shared_path(path, sizeof path, rel), "gen_ids", &ngl);
+        int32_t *gen_l = tu_read_ids(tu_shared_path(path, sizeof path, rel), "gen_ids", &ngl);
         ck_assert_msg(gen_l && ngl > 0, "%s", path);
         float *rows_l = teacher_logits(b, prompt, np, gen_l, ngl);
         size_t n_rows_l = len / ((size_t)V * sizeof(float));

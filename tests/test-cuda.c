@@ -37,32 +37,6 @@
 #define TOL_PREFILL 2e-2
 #define TOL_DECODE 1e-2
 
-static int32_t *read_ids(const char *path, const char *key, size_t *n) {
-    size_t len;
-    char *txt = tu_read_file(path, &len);
-    if (!txt) return NULL;
-    txt = realloc(txt, len + 1);
-    txt[len] = 0;
-    char pat[64];
-    snprintf(pat, sizeof pat, "\n%s:", key);
-    char *p = strstr(txt, pat);
-    int32_t *ids = NULL;
-    size_t k = 0;
-    if (p) {
-        p += strlen(pat);
-        ids = malloc(4096 * sizeof *ids);
-        while (*p && *p != '\n' && k < 4096) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p) break;
-            ids[k++] = (int32_t)v;
-            p = end;
-        }
-    }
-    free(txt);
-    *n = k;
-    return ids;
-}
 
 static struct wk_model *load(const char *rel) {
     char path[512], err[512];
@@ -187,8 +161,8 @@ START_TEST(vs_cpu) {
     else
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/%s.chat.exact.txt", bf16 ? "f32" : name + strlen("tiny-qwen2-"));
     size_t np, ng;
-    int32_t *prompt = read_ids(tu_shared_path(path, sizeof path, rel), "prompt_ids", &np);
-    int32_t *gen = read_ids(path, "gen_ids", &ng);
+    int32_t *prompt = tu_read_ids(tu_shared_path(path, sizeof path, rel), "prompt_ids", &np);
+    int32_t *gen = tu_read_ids(path, "gen_ids", &ng);
     ck_assert_msg(prompt && gen && np > 1 && ng >= 16, "%s: reference ids", path);
     const int n_dec = 16, V = m->hp.n_vocab;
 
@@ -270,8 +244,8 @@ START_TEST(greedy_stories_100) {
     if (!m) return;
     char ref[512];
     size_t np, ng;
-    int32_t *prompt = read_ids(tu_shared_path(ref, sizeof ref, "reference/stories260K/once.txt"), "prompt_ids", &np);
-    int32_t *want = read_ids(ref, "gen_ids", &ng);
+    int32_t *prompt = tu_read_ids(tu_shared_path(ref, sizeof ref, "reference/stories260K/once.txt"), "prompt_ids", &np);
+    int32_t *want = tu_read_ids(ref, "gen_ids", &ng);
     ck_assert(prompt && want && ng == 100);
     struct wk_backend *g = cuda(m, CTX);
     int32_t got[100];
@@ -293,8 +267,8 @@ START_TEST(greedy_qwen_f32) {
         char rel[128], ref[512];
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/f32.%s.txt", pr[p]);
         size_t np, ng;
-        int32_t *prompt = read_ids(tu_shared_path(ref, sizeof ref, rel), "prompt_ids", &np);
-        int32_t *want = read_ids(ref, "gen_ids", &ng);
+        int32_t *prompt = tu_read_ids(tu_shared_path(ref, sizeof ref, rel), "prompt_ids", &np);
+        int32_t *want = tu_read_ids(ref, "gen_ids", &ng);
         ck_assert(prompt && want && ng == 32);
         int32_t got[32];
         greedy(g, prompt, np, got, 32);

@@ -2,8 +2,10 @@
 #include "tests/testutil.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 const char *tu_shared_path(char *buf, size_t n, const char *rel) {
@@ -43,4 +45,38 @@ double tu_rel_l2(const float *a, const float *b, size_t n) {
         den += (double)b[i] * b[i];
     }
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+int32_t *tu_read_ids(const char *path, const char *key, size_t *n) {
+    size_t len;
+    *n = 0;
+    char *txt = tu_read_file(path, &len);
+    if (!txt) return NULL;
+    char *t2 = realloc(txt, len + 1);
+    if (!t2) { free(txt); return NULL; }
+    txt = t2;
+    txt[len] = 0;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\n%s:", key);
+    char *p = strstr(txt, pat);
+    int32_t *ids = NULL;
+    size_t k = 0, cap = 256;
+    if (p && (ids = malloc(cap * sizeof *ids))) {
+        p += strlen(pat);
+        while (*p && *p != '\n') {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p) break;
+            if (k == cap) {
+                int32_t *g = realloc(ids, (cap *= 2) * sizeof *ids);
+                if (!g) break;
+                ids = g;
+            }
+            ids[k++] = (int32_t)v;
+            p = end;
+        }
+    }
+    free(txt);
+    *n = k;
+    return ids;
 }
