@@ -589,6 +589,34 @@ START_TEST(test_load_failure) {
 }
 END_TEST
 
+START_TEST(test_load_failure_after_eof_exits_4) {
+    /* Bug fixed 2026-11-27: stdin reached EOF while the model was still
+     * loading (a clean-stop request), then the load failed: the worker exited
+     * 0. A supervisor must see the failed load: exit 4 whatever came first. */
+    char dir[] = "/tmp/orcd-fifo-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char fifo[64];
+    snprintf(fifo, sizeof fifo, "%s/model.gguf", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    struct proc *p = spawn_raw(fifo, NULL);
+    req_health(p, 6); /* answered while loading: the worker is up */
+    Resp *m = recv_resp(p);
+    ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_HEALTH);
+    orcd__v1__response__free_unpacked(m, NULL);
+    close(p->to); /* EOF on stdin while loading */
+    p->to = -1;
+    usleep(100 * 1000);
+    int fd = open(fifo, O_WRONLY); /* now let the load fail */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "not a gguf file\n", 16), 16);
+    close(fd);
+    ck_assert_int_eq(wait_exit(p, 10000), 4);
+    proc_free(p);
+    unlink(fifo);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_bad_command_line) {
     const char *extra[] = {"--ctx", "lots", NULL};
     struct proc *p = spawn_raw(STORIES, extra);
@@ -1653,6 +1681,7 @@ int main(void) {
     ADD(tc, test_health_before_ready_is_loading);
     ADD(tc, test_health_while_loading_fifo);
     ADD(tc, test_load_failure);
+    ADD(tc, test_load_failure_after_eof_exits_4);
     ADD(tc, test_bad_command_line);
     ADD(tc, test_greedy_reference_stories);
     ADD(tc, test_greedy_reference_qwen_prompt);

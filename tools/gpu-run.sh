@@ -30,6 +30,8 @@
 # files from orcd-synth), bench.log, and nvidia-smi.txt. Options, as
 # environment variables:
 #   GPU_RUN_TESTS=0        skip the tests        GPU_RUN_BENCH=0  skip the benchmark
+#   GPU_RUN_WORKER_TESTS=0 skip test-worker on cuda   GPU_RUN_OOM=0 skip the VRAM refusal check
+#   GPU_RUN_REPRO=0        skip the 10 runs through the worker
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
 #   GPU_RUN_VARIANTS="WK_CUDA_NOGRAPH=1 WK_CUDA_NOPDL=1"   also bench with a feature off
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
@@ -109,6 +111,27 @@ device)
         grep -E "Checks|Fail|Error" "$out/test-worker.log" | tail -5 || true
         echo "test-worker exit status $wrc"
         [ $wrc -eq 0 ] || rc=$wrc
+    fi
+    if [ "${GPU_RUN_OOM:-1}" = 1 ]; then
+        # VRAM policy: a context whose KV cache cannot fit is refused at start-up
+        # with the numbers (RESOURCE_EXHAUSTED, exit 4), not by a crash. 24
+        # layers x 14 KV heads x 64 x f16 K+V = 86 KiB a token: 1M tokens ~ 90 GB.
+        echo "== VRAM refusal"
+        big=/tmp/orcd-oom.gguf
+        "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type q8_0 --layers 24 \
+            --embd 896 --ff 4864 --heads 14 --kv-heads 14 --vocab-size 4096 -o "$big" > /dev/null 2>&1
+        set +e
+        "$pack/bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 < /dev/null > /dev/null \
+            2> "$out/oom.log"
+        orc=$?
+        set -e
+        grep -m2 -E "RESOURCE_EXHAUSTED|OOM|VRAM|free" "$out/oom.log" || tail -3 "$out/oom.log"
+        if [ $orc -eq 4 ] && grep -q "RESOURCE_EXHAUSTED\|OOM_DEV" "$out/oom.log"; then
+            echo "VRAM refusal: ok (exit 4)"
+        else
+            echo "VRAM refusal: FAILED (exit $orc)"; rc=1
+        fi
+        rm -f "$big"
     fi
     if [ "${GPU_RUN_REPRO:-1}" = 1 ]; then
         # 10 runs of one seeded request through the worker process: identical streams

@@ -508,6 +508,12 @@ void wk_server_shutdown(struct wk_server *s, int exit_status, const char *why) {
         s->stopping = true;
         s->exit_status = exit_status;
         wk_log(WK_LOG_INFO, "shutting down: %s", why);
+    } else if (s->exit_status == WK_EXIT_OK && exit_status != WK_EXIT_OK) {
+        /* a failure after a clean stop was asked for (stdin EOF while the
+         * model was still loading, then the load failed) still decides the
+         * exit status: a supervisor must see that the load failed */
+        s->exit_status = exit_status;
+        wk_log(WK_LOG_INFO, "exit status now %d: %s", exit_status, why);
     }
     if (s->running_id) atomic_store(&s->cancel_running, true);
     queue_drain(s);
