@@ -660,6 +660,7 @@ struct wk_mv_args {
     const float *norm_w;    /* (n_in) f32; NORM */
     float eps;
     int wpu;                /* warps per unit (set by the launcher) */
+    int early;              /* L1 look-ahead mask (set by the launcher; kernels.cu g_early) */
     const int *d_pos;       /* device: position of the token (decode) */
     int out_mode;
     int n_units;            /* warp work items */

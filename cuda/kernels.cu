@@ -33,10 +33,20 @@ __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;"
 __device__ __forceinline__ void pdl_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
 
 static bool g_pdl = true;
-static int g_mv_blocks_per_sm[2] = {2, 2}; /* per input mode of mv_kernel (XM) */
+static int g_mv_blocks_per_sm = 2;
 static int g_mv_warps_per_sm = 64; /* split rows over warps until about this many per SM have work */
-static int g_mv_direct = 3;        /* input modes read from global memory: 1 plain, 2 rms-normed */
-static int g_mv_direct_passes = 4; /* ... when the grid strides over the units at most this often */
+static int g_mv_waves = 1;         /* grid cap, in waves of resident blocks (WK_CUDA_MV_WAVES, measurements) */
+/* L1 look-ahead after griddepcontrol.wait (WK_CUDA_EARLY=mask for measurements):
+ * 1: mv_kernel prefetches its first unit's weight chunks into L1 before the
+ *    input stage (measured slower: off); 2: mv_kernel loads its epilogue
+ *    operands (residual, bias, rope) before the dot products; 4: decode
+ *    attention prefetches its K/V rows into L1; 8: decode attention loads q
+ *    together with the position (measured: no gain, off); 16: mv_kernel
+ *    multiplies the rms scale into the finished dot products instead of
+ *    into the staged input (no block reduction and rescaling pass between
+ *    the input stage and the dot products); 32: mv_kernel's cross-warp sums
+ *    alternate between two buffers (one barrier a pass instead of two) */
+static int g_early = 2 | 4 | 16 | 32;
 
 template <typename... K, typename... A>
 static cudaError_t launch(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, A &&...args) {
@@ -131,21 +141,14 @@ __device__ __forceinline__ bool rope_pair(int i, int rope_dim, int neox, int *p0
 /* Dot products of one or two rows of the same type against xs over the
  * 8-element chunks c0, c0+cs, ...: lane l of a warp takes chunk c0 = 32w + l,
  * so a warp's loads cover a contiguous stretch of each row. */
-template <int XM, int T, bool TWO>
-__device__ __forceinline__ void dot_chunks(const uint8_t *r0, const uint8_t *r1, const float *xs, const float *nw,
-                                           int nC, int c0, int cs, float &a0, float &a1) {
+template <int T, bool TWO>
+__device__ __forceinline__ void dot_chunks(const uint8_t *r0, const uint8_t *r1, const float *xs, int nC, int c0,
+                                           int cs, float &a0, float &a1) {
 #pragma unroll 2
     for (int c = c0; c < nC; c += cs) {
         const float4 xa = reinterpret_cast<const float4 *>(xs)[2 * c];
         const float4 xb = reinterpret_cast<const float4 *>(xs)[2 * c + 1];
-        float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
-        if (XM != 0 && nw) { /* x * norm weight; the rms scale multiplies the finished dot product */
-            const float4 wa = __ldg(reinterpret_cast<const float4 *>(nw) + 2 * c);
-            const float4 wb = __ldg(reinterpret_cast<const float4 *>(nw) + 2 * c + 1);
-            const float wv[8] = {wa.x, wa.y, wa.z, wa.w, wb.x, wb.y, wb.z, wb.w};
-#pragma unroll
-            for (int e = 0; e < 8; e++) xv[e] *= wv[e];
-        }
+        const float xv[8] = {xa.x, xa.y, xa.z, xa.w, xb.x, xb.y, xb.z, xb.w};
         a0 += wk_dot8<T>(r0, c, xv);
         if (TWO) a1 += wk_dot8<T>(r1, c, xv);
     }
@@ -162,27 +165,24 @@ __device__ __forceinline__ float dot_plain(int type, const uint8_t *r, const flo
 /* a0 = row ra of ma · x, a1 = row rb of mb · x (rb < 0: none), over the
  * 8-element chunks j0, j0+js, ... (elements, for rows not a multiple of 8)
  * (the warp's share when several warps split a row); warp-reduced, valid in
- * every lane. XM 0: x staged in shared memory (xs); 1: x (times nw when
- * nw is not null) read from global memory (n % 8 == 0). */
-template <int XM>
+ * every lane. */
 __device__ __forceinline__ void dot_pair(const wk_cu_mat &ma, int ra, const wk_cu_mat &mb, int rb,
-                                         const float *xs, const float *nw, int n, int j0, int js, float &a0,
-                                         float &a1) {
+                                         const float *xs, int n, int j0, int js, float &a0, float &a1) {
     a0 = 0.0f;
     a1 = 0.0f;
     const uint8_t *p0 = ma.w + (size_t)ra * ma.row_bytes;
     const uint8_t *p1 = rb >= 0 ? mb.w + (size_t)rb * mb.row_bytes : nullptr;
-    if (XM == 0 && n % 8 != 0) {
+    if (n % 8 != 0) {
         a0 = dot_plain(ma.type, p0, xs, n, j0, js);
         if (p1) a1 = dot_plain(mb.type, p1, xs, n, j0, js);
     } else {
         const int nC = n / 8;
         if (p1 && ma.type == mb.type) {
-            WK_TYPE_SWITCH(ma.type, (dot_chunks<XM, T_, true>(p0, p1, xs, nw, nC, j0, js, a0, a1)));
+            WK_TYPE_SWITCH(ma.type, dot_chunks<T_, true>(p0, p1, xs, nC, j0, js, a0, a1));
         } else {
             float dummy;
-            WK_TYPE_SWITCH(ma.type, (dot_chunks<XM, T_, false>(p0, nullptr, xs, nw, nC, j0, js, a0, dummy)));
-            if (p1) WK_TYPE_SWITCH(mb.type, (dot_chunks<XM, T_, false>(p1, nullptr, xs, nw, nC, j0, js, a1, dummy)));
+            WK_TYPE_SWITCH(ma.type, dot_chunks<T_, false>(p0, nullptr, xs, nC, j0, js, a0, dummy));
+            if (p1) WK_TYPE_SWITCH(mb.type, dot_chunks<T_, false>(p1, nullptr, xs, nC, j0, js, a1, dummy));
         }
     }
     a0 = wk_warp_sum(a0);
@@ -225,14 +225,8 @@ __device__ __forceinline__ void prefetch_row(const wk_cu_mat *m, int r, int k0, 
     for (int k = k0; k < lines; k += ks) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + 128 * (size_t)k));
 }
 
-/* XM 0: the input vector is staged (rms-normed) in shared memory first;
- * XM 1: each lane reads the x chunks it needs from global memory together
- * with its weights (no staging round trip and barrier before the first
- * weight load); with an rms norm the sum of squares is reduced alongside and
- * its scale multiplies the finished dot products. */
-template <int XM>
-__global__ void __launch_bounds__(256, XM == 1 ? 4 : 0) mv_kernel(const __grid_constant__ wk_mv_args a) {
-    extern __shared__ float xs_smem[];
+__global__ void __launch_bounds__(256) mv_kernel(const __grid_constant__ wk_mv_args a) {
+    extern __shared__ float xs[];
     __shared__ double red[32];
     const int n = a.n_in, tid = threadIdx.x, nt = blockDim.x;
     {
@@ -249,27 +243,35 @@ __global__ void __launch_bounds__(256, XM == 1 ? 4 : 0) mv_kernel(const __grid_c
     }
     pdl_wait();
     pdl_launch();
+    int pos = 0;
+    if (a.out_mode == WK_OUT_QKV) pos = *a.d_pos;
+    const int nC8 = n / 8;
+    if ((a.early & 1) && n % 8 == 0) {
+        /* this lane's chunks of its first unit into L1 while x is staged
+         * (the rows are in L2 already: prefetched above). Measured 7-12%
+         * slower, also with one prefetch per line: off by default */
+        const int w = tid >> 5, u = blockIdx.x * ((nt >> 5) / a.wpu) + w / a.wpu;
+        if (u < a.n_units) {
+            const wk_cu_mat *ma, *mb;
+            int r0, r1, seg, rot;
+            unit_rows(a, u, &ma, &mb, &r0, &r1, &seg, &rot);
+            const uint8_t *p0 = ma->w + (size_t)r0 * ma->row_bytes;
+            const uint8_t *p1 = r1 >= 0 ? mb->w + (size_t)r1 * mb->row_bytes : nullptr;
+            for (int c = (w % a.wpu) * 32 + (tid & 31); c < nC8; c += 32 * a.wpu) {
+                asm volatile("prefetch.global.L1 [%0];" ::"l"(p0 + (size_t)c * ma->row_bytes / nC8));
+                if (p1) asm volatile("prefetch.global.L1 [%0];" ::"l"(p1 + (size_t)c * mb->row_bytes / nC8));
+            }
+        }
+    }
 
-    // input stage: xs = the input vector, rms-normed for IN_NORM. x and the
-    // norm weights are loaded together (one round trip); the scale, known
-    // after the block reduction, is applied to the entries each thread wrote.
+    // input stage: xs = the input vector, times the norm weights for IN_NORM.
+    // x and the norm weights are loaded together (one round trip). The rms
+    // scale multiplies the finished dot products (early & 16: the warps' sums
+    // of squares only need the barrier that ends the stage), or, without 16,
+    // is applied to the entries each thread wrote after a block reduction.
     const bool norm = a.in_mode == WK_IN_NORM;
     double ss = 0.0;
-    float *xs = xs_smem;
-    if (XM == 1 && norm) {
-        // this warp's share of the sum of squares, in red[warp]; read after the first barrier below
-        const float4 *in4 = reinterpret_cast<const float4 *>(a.in);
-        for (int i4 = tid; i4 < n / 4; i4 += nt) {
-            const float4 v = in4[i4];
-            ss += (double)v.x * v.x;
-            ss += (double)v.y * v.y;
-            ss += (double)v.z * v.z;
-            ss += (double)v.w * v.w;
-        }
-        ss = warp_sum_d(ss);
-        if ((tid & 31) == 0) red[tid >> 5] = ss;
-    } else if (XM == 1) {
-    } else if (n % 4 == 0) {
+    if (n % 4 == 0) {
         const float4 *in4 = reinterpret_cast<const float4 *>(a.in);
         const float4 *w4 = reinterpret_cast<const float4 *>(a.norm_w);
         for (int i4 = tid; i4 < n / 4; i4 += nt) {
@@ -290,7 +292,11 @@ __global__ void __launch_bounds__(256, XM == 1 ? 4 : 0) mv_kernel(const __grid_c
             xs[i] = norm ? v * a.norm_w[i] : v;
         }
     }
-    if (XM == 0 && norm) {
+    const bool late_scale = norm && (a.early & 16);
+    if (late_scale) {
+        ss = warp_sum_d(ss); // the warps' sums, added in warp order after the barrier below
+        if ((tid & 31) == 0) red[tid >> 5] = ss;
+    } else if (norm) {
         ss = block_sum_d(ss, red);
         const float scale = (float)(1.0 / sqrt(ss / n + (double)a.eps));
         for (int i = tid * (n % 4 == 0 ? 4 : 1); i < n;) {
@@ -303,79 +309,103 @@ __global__ void __launch_bounds__(256, XM == 1 ? 4 : 0) mv_kernel(const __grid_c
             i += nt * kmax;
         }
     }
-    if (XM == 0) __syncthreads();
-    const float *xsrc = XM == 0 ? xs : a.in;
+    __syncthreads();
     float rscale = 1.0f;
-    bool have_scale = !(XM == 1 && norm);
+    if (late_scale) {
+        double t = 0.0;
+        for (int k = 0; k < (nt >> 5); k++) t += red[k];
+        rscale = (float)(1.0 / sqrt(t / n + (double)a.eps));
+    }
 
     /* wpu warps share a unit (warp `sub` takes the 8-element chunks
      * 32*sub + lane + 32*wpu*k of the row), their sums added in warp order
      * through shared memory */
     const int lane = tid & 31, warp = tid >> 5, wpb = nt >> 5, wpu = a.wpu, upb = wpb / wpu;
     const int lu = warp / wpu, sub = warp % wpu;
-    __shared__ float part[2][32];
-    int pos = 0;
-    if (a.out_mode == WK_OUT_QKV) pos = *a.d_pos;
-    for (int base = blockIdx.x * upb; base < a.n_units; base += gridDim.x * upb) {
+    /* two buffers of the warps' partial sums, alternating by pass: with 32 in
+     * `early`, a pass writes the buffer the previous pass did not read, so one
+     * barrier a pass suffices */
+    __shared__ float part[2][2][32];
+    int pass = 0;
+    for (int base = blockIdx.x * upb; base < a.n_units; base += gridDim.x * upb, pass++) {
         const int u = base + lu;
         const bool valid = u < a.n_units;
         int seg = 0, r0 = 0, r1 = -1, rot_i = -1;
         const wk_cu_mat *ma, *mb;
         unit_rows(a, valid ? u : 0, &ma, &mb, &r0, &r1, &seg, &rot_i);
-        float a0 = 0.0f, a1 = 0.0f, y0 = 0.0f, y1 = 0.0f;
-        if (XM != 0 && a.out_mode == WK_OUT_ADD && valid && sub == 0 && lane == 0) {
-            // the residual entries, in flight with the weights
-            y0 = a.y[r0];
-            if (r1 >= 0) y1 = a.y[r1];
+        float a0 = 0.0f, a1 = 0.0f;
+        /* the epilogue's operands, in flight during the dot products */
+        float e0 = 0.0f, e1 = 0.0f;
+        float2 cs = make_float2(1.0f, 0.0f);
+        const bool early = (a.early & 2) && valid && sub == 0 && lane == 0;
+        if (early) {
+            if (a.out_mode == WK_OUT_ADD) {
+                e0 = a.y[r0];
+                if (r1 >= 0) e1 = a.y[r1];
+            } else if (a.out_mode == WK_OUT_STORE) {
+                if (a.bias[0]) {
+                    e0 = a.bias[0][r0];
+                    if (r1 >= 0) e1 = a.bias[0][r1];
+                }
+            } else if (a.out_mode == WK_OUT_QKV) {
+                if (a.bias[seg]) {
+                    e0 = a.bias[seg][r0];
+                    e1 = a.bias[seg][r1];
+                }
+                if (rot_i >= 0) cs = a.rope_cs[(size_t)pos * (a.rope_dim / 2) + rot_i];
+            }
         }
-        if (valid) dot_pair<XM>(*ma, r0, *mb, r1, xsrc, XM == 1 && norm ? a.norm_w : nullptr, n, sub * 32 + lane, 32 * wpu, a0, a1);
-        if (wpu > 1 || !have_scale) {
-            if (wpu > 1 && lane == 0) {
-                part[0][warp] = a0;
-                part[1][warp] = a1;
+        if (valid) dot_pair(*ma, r0, *mb, r1, xs, n, sub * 32 + lane, 32 * wpu, a0, a1);
+        if (wpu > 1) {
+            float(*pp)[32] = part[(a.early & 32) ? pass & 1 : 0];
+            if (lane == 0) {
+                pp[0][warp] = a0;
+                pp[1][warp] = a1;
             }
             __syncthreads();
-            if (!have_scale) { // the warps' sums of squares, in warp order
-                double t = 0.0;
-                for (int k = 0; k < wpb; k++) t += red[k];
-                rscale = (float)(1.0 / sqrt(t / n + (double)a.eps));
-                have_scale = true;
-            }
-            if (wpu > 1 && sub == 0) {
+            if (sub == 0) {
                 a0 = 0.0f;
                 a1 = 0.0f;
                 for (int k = 0; k < wpu; k++) {
-                    a0 += part[0][warp + k];
-                    a1 += part[1][warp + k];
+                    a0 += pp[0][warp + k];
+                    a1 += pp[1][warp + k];
                 }
             }
-            __syncthreads();
+            if (!(a.early & 32)) __syncthreads();
         }
         if (!valid || sub != 0 || lane != 0) continue;
-        if (XM == 1 && norm) {
-            a0 *= rscale;
-            a1 *= rscale;
-        }
+        a0 *= rscale;
+        a1 *= rscale;
         if (a.out_mode == WK_OUT_ADD) {
-            if (XM != 0) {
-                a.y[r0] = y0 + a0;
-                if (r1 >= 0) a.y[r1] = y1 + a1;
+            if (early) {
+                a.y[r0] = e0 + a0;
+                if (r1 >= 0) a.y[r1] = e1 + a1;
             } else {
                 a.y[r0] += a0;
                 if (r1 >= 0) a.y[r1] += a1;
             }
         } else if (a.out_mode == WK_OUT_STORE) {
-            a.y[r0] = a0 + (a.bias[0] ? a.bias[0][r0] : 0.0f);
-            if (r1 >= 0) a.y[r1] = a1 + (a.bias[0] ? a.bias[0][r1] : 0.0f);
+            if (early) {
+                a.y[r0] = a0 + e0;
+                if (r1 >= 0) a.y[r1] = a1 + e1;
+            } else {
+                a.y[r0] = a0 + (a.bias[0] ? a.bias[0][r0] : 0.0f);
+                if (r1 >= 0) a.y[r1] = a1 + (a.bias[0] ? a.bias[0][r1] : 0.0f);
+            }
         } else if (a.out_mode == WK_OUT_SWIGLU) {
             a.y[u] = a0 / (1.0f + expf(-a0)) * a1;
         } else {
-            if (a.bias[seg]) {
+            if (early) {
+                if (a.bias[seg]) {
+                    a0 += e0;
+                    a1 += e1;
+                }
+            } else if (a.bias[seg]) {
                 a0 += a.bias[seg][r0];
                 a1 += a.bias[seg][r1];
             }
             if (rot_i >= 0) {
-                float2 cs = a.rope_cs[(size_t)pos * (a.rope_dim / 2) + rot_i];
+                if (!early) cs = a.rope_cs[(size_t)pos * (a.rope_dim / 2) + rot_i];
                 float x0 = a0, x1 = a1;
                 a0 = x0 * cs.x - x1 * cs.y;
                 a1 = x0 * cs.y + x1 * cs.x;
@@ -398,27 +428,19 @@ __global__ void __launch_bounds__(256, XM == 1 ? 4 : 0) mv_kernel(const __grid_c
  * the whole chip; at most one wave of blocks. */
 cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
     wk_mv_args a = a_in;
+    a.early = g_early;
     const int wpb = 8;
     const int nC = a.n_in % 8 == 0 ? a.n_in / 8 : a.n_in; /* what a lane steps over */
     int wpu = 1;
     while (wpu < wpb && (long)a.n_units * wpu < (long)g_mv_warps_per_sm * n_sm && nC > 32 * wpu) wpu *= 2;
     a.wpu = wpu;
     const int upb = wpb / wpu;
-    const bool norm = a.in_mode == WK_IN_NORM;
-    /* direct input reads where the grid passes over the units only a few
-     * times (each pass re-reads x from L1); the logits keep the staging */
-    int xm = 1;
-    if (!(g_mv_direct & (norm ? 2 : 1)) || a.n_in % 8 != 0) xm = 0;
     int blocks = wk_cdiv(a.n_units, upb);
-    if (xm != 0) {
-        const int mb = n_sm * g_mv_blocks_per_sm[xm];
-        if (blocks > mb && wk_cdiv(a.n_units, mb * upb) > g_mv_direct_passes) xm = 0;
-    }
-    const int max_blocks = n_sm * g_mv_blocks_per_sm[xm]; /* one wave: the input stage runs once per block */
+    /* one wave: the input stage runs once per block (2 or 3 waves measured slower) */
+    const int max_blocks = n_sm * g_mv_blocks_per_sm * g_mv_waves;
     if (blocks > max_blocks) blocks = max_blocks;
-    const size_t smem = xm == 0 ? (size_t)a.n_in * sizeof(float) : 0;
-    if (xm == 1) return launch(mv_kernel<1>, dim3(blocks), dim3(wpb * 32), smem, st, a);
-    return launch(mv_kernel<0>, dim3(blocks), dim3(wpb * 32), smem, st, a);
+    const size_t smem = (size_t)a.n_in * sizeof(float);
+    return launch(mv_kernel, dim3(blocks), dim3(wpb * 32), smem, st, a);
 }
 
 // --- decode attention --------------------------------------------------------------
@@ -432,7 +454,8 @@ cudaError_t wk_cu_matvec(const wk_mv_args &a_in, int n_sm, cudaStream_t st) {
  * combines the splits into out and resets the counter for the next step. */
 __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
     attn_decode_kernel(const float *q, const __half *kc, const __half *vc, const int *d_pos, int n_head,
-                       int n_head_kv, int hd, int max_split, float *part, float *out, unsigned *counters) {
+                       int n_head_kv, int hd, int max_split, float *part, float *out, unsigned *counters,
+                       int early) {
     __shared__ float qs[WK_CU_MAX_HEAD_DIM];
     __shared__ float sc[WK_CU_ATT_CHUNK];
     __shared__ float red[32];
@@ -441,13 +464,44 @@ __global__ void __launch_bounds__(WK_CU_ATT_THREADS)
     pdl_wait();
     pdl_launch();
     const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x;
+    // q loaded together with the position (one round trip for both; early & 8,
+    // measured no faster: off by default)
+    constexpr int QV = (WK_CU_MAX_HEAD_DIM + WK_CU_ATT_THREADS - 1) / WK_CU_ATT_THREADS;
+    float qv[QV];
+    if (early & 8) {
+#pragma unroll
+        for (int k = 0; k < QV; k++) {
+            const int d = tid + k * WK_CU_ATT_THREADS;
+            qv[k] = d < hd ? q[(size_t)h * hd + d] : 0.0f;
+        }
+    }
     const int L = *d_pos + 1, ns = (L + WK_CU_ATT_CHUNK - 1) / WK_CU_ATT_CHUNK;
     if (s >= ns) return;
     const int t0 = s * WK_CU_ATT_CHUNK, nk = min(WK_CU_ATT_CHUNK, L - t0);
     const int kvh = h / (n_head / n_head_kv), hd8 = hd / 8;
     const size_t kvd = (size_t)n_head_kv * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int d = tid; d < hd; d += blockDim.x) qs[d] = q[(size_t)h * hd + d];
+    if (early & 4) {
+        /* this block's K and V rows into L1 while q arrives: the score and
+         * p·V loads below then hit L1 instead of each waiting on L2 */
+        for (int t = tid; t < nk; t += blockDim.x) {
+            const char *kr = reinterpret_cast<const char *>(kc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
+            const char *vr = reinterpret_cast<const char *>(vc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
+            for (int off = 0; off < 2 * hd; off += 128) {
+                asm volatile("prefetch.global.L1 [%0];" ::"l"(kr + off));
+                asm volatile("prefetch.global.L1 [%0];" ::"l"(vr + off));
+            }
+        }
+    }
+    if (early & 8) {
+#pragma unroll
+        for (int k = 0; k < QV; k++) {
+            const int d = tid + k * WK_CU_ATT_THREADS;
+            if (d < hd) qs[d] = qv[k];
+        }
+    } else {
+        for (int d = tid; d < hd; d += blockDim.x) qs[d] = q[(size_t)h * hd + d];
+    }
     __syncthreads();
     for (int t = tid; t < nk; t += blockDim.x) {
         const uint4 *kr = reinterpret_cast<const uint4 *>(kc + (size_t)(t0 + t) * kvd + (size_t)kvh * hd);
@@ -543,7 +597,7 @@ cudaError_t wk_cu_attn_decode(const float *q, const __half *kc, const __half *vc
                               int n_head_kv, int head_dim, int max_split, float *part, float *out,
                               unsigned *counters, cudaStream_t st) {
     return launch(attn_decode_kernel, dim3(n_head, max_split), dim3(WK_CU_ATT_THREADS), 0, st, q, kc, vc, d_pos,
-                  n_head, n_head_kv, head_dim, max_split, part, out, counters);
+                  n_head, n_head_kv, head_dim, max_split, part, out, counters, g_early);
 }
 
 // --- row kernels -------------------------------------------------------------------
@@ -792,23 +846,20 @@ cudaError_t wk_cu_add(float *x, const float *y, size_t n, cudaStream_t st) {
 /* Raise the dynamic shared-memory limits for the largest shapes of the model. */
 cudaError_t wk_cu_kernels_init(int max_n_in, int head_dim, bool pdl) {
     g_pdl = pdl;
-    cudaError_t e = cudaFuncSetAttribute(mv_kernel<0>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(mv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)((size_t)max_n_in * sizeof(float)));
     if (e != cudaSuccess) return e;
     int nb = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel<0>, 256, (size_t)max_n_in * sizeof(float));
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel, 256, (size_t)max_n_in * sizeof(float));
     if (e != cudaSuccess) return e;
-    g_mv_blocks_per_sm[0] = nb > 0 ? nb : 1;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, mv_kernel<1>, 256, 0);
-    if (e != cudaSuccess) return e;
-    g_mv_blocks_per_sm[1] = nb > 0 ? nb : 1;
-    /* tuning knobs, for measurements only (cuda/NOTES.md) */
+    g_mv_blocks_per_sm = nb > 0 ? nb : 1;
+    /* tuning knob, for measurements only (cuda/NOTES.md) */
     const char *env = getenv("WK_CUDA_MV_WARPS");
     if (env && atoi(env) > 0) g_mv_warps_per_sm = atoi(env);
-    env = getenv("WK_CUDA_MV_DIRECT");
-    if (env) g_mv_direct = atoi(env);
-    env = getenv("WK_CUDA_MV_PASSES");
-    if (env) g_mv_direct_passes = atoi(env);
+    env = getenv("WK_CUDA_EARLY");
+    if (env) g_early = atoi(env);
+    env = getenv("WK_CUDA_MV_WAVES");
+    if (env && atoi(env) > 0) g_mv_waves = atoi(env);
     return cudaFuncSetAttribute(attn_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)attn_prefill_smem(head_dim));
 }
