@@ -2,7 +2,7 @@
  * uses every value type, and corrupt files (each must give BAD_GGUF with a
  * message naming what was wrong, never a crash).
  *
- * Synthetic files are written with a small in-test writer (struct wb) that
+ * Synthetic files are written with a small in-test writer (struct tu_wb) that
  * encodes the layout documented in loader/gguf.h. Every corrupt file is
  * parsed from its own malloc'ed buffer of exactly its length, so a read past
  * the end shows up under ASan/valgrind. */
@@ -23,64 +23,18 @@
 // ---------------------------------------------------------------------------
 // a tiny GGUF writer
 
-struct wb {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void wb_bytes(struct wb *b, const void *src, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->n + n) c *= 2;
-        b->p = realloc(b->p, c);
-        ck_assert_ptr_nonnull(b->p);
-        b->cap = c;
-    }
-    if (n) memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void wb_u8(struct wb *b, uint8_t v) { wb_bytes(b, &v, 1); }
-static void wb_u32(struct wb *b, uint32_t v) { wb_bytes(b, &v, 4); }
-static void wb_u64(struct wb *b, uint64_t v) { wb_bytes(b, &v, 8); }
-static void wb_f32(struct wb *b, float v) { wb_bytes(b, &v, 4); }
-static void wb_str(struct wb *b, const char *s) {
-    wb_u64(b, strlen(s));
-    wb_bytes(b, s, strlen(s));
-}
-static void wb_zeros(struct wb *b, size_t n) {
-    for (size_t i = 0; i < n; i++) wb_u8(b, 0);
-}
-static void wb_pad(struct wb *b, size_t align) {
-    while (b->n % align) wb_u8(b, 0);
-}
-static void wb_header(struct wb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
-    wb_u32(b, GGUF_MAGIC);
-    wb_u32(b, version);
-    wb_u64(b, n_tensors);
-    wb_u64(b, n_kv);
-}
-static void wb_kv_u32(struct wb *b, const char *key, uint32_t v) {
-    wb_str(b, key);
-    wb_u32(b, GGUF_TYPE_UINT32);
-    wb_u32(b, v);
-}
-static void wb_kv_str(struct wb *b, const char *key, const char *v) {
-    wb_str(b, key);
-    wb_u32(b, GGUF_TYPE_STRING);
-    wb_str(b, v);
-}
 /* Tensor info with dims ne[0..n_dims). */
-static void wb_tensor(struct wb *b, const char *name, uint32_t n_dims, const uint64_t *ne,
+static void wb_tensor(struct tu_wb *b, const char *name, uint32_t n_dims, const uint64_t *ne,
                       uint32_t type, uint64_t offset) {
-    wb_str(b, name);
-    wb_u32(b, n_dims);
-    for (uint32_t i = 0; i < n_dims; i++) wb_u64(b, ne[i]);
-    wb_u32(b, type);
-    wb_u64(b, offset);
+    tu_wb_str(b, name);
+    tu_wb_u32(b, n_dims);
+    for (uint32_t i = 0; i < n_dims; i++) tu_wb_u64(b, ne[i]);
+    tu_wb_u32(b, type);
+    tu_wb_u64(b, offset);
 }
 
 /* Parse a copy of b's bytes of exactly `n` bytes. */
-static wk_status parse_n(const struct wb *b, size_t n, struct gguf_file *f, char *err, size_t len) {
+static wk_status parse_n(const struct tu_wb *b, size_t n, struct gguf_file *f, char *err, size_t len) {
     void *copy = malloc(n ? n : 1);
     ck_assert_ptr_nonnull(copy);
     memcpy(copy, b->p, n);
@@ -101,7 +55,7 @@ static void parsed_free(struct gguf_file *f) {
 
 /* Expect BAD_GGUF with a message that contains every string in `needles`
  * (NULL-terminated). */
-static void expect_bad_v(const struct wb *b, const char *const *needles) {
+static void expect_bad_v(const struct tu_wb *b, const char *const *needles) {
     struct gguf_file f;
     char err[256] = "";
     wk_status st = parse_n(b, b->n, &f, err, sizeof err);
@@ -132,37 +86,37 @@ static void expect_bad_v(const struct wb *b, const char *const *needles) {
 //   data: 32-byte aligned; a's floats are 0..7; the file ends with b's data.
 #define VALID_N_KV 16
 
-static void build_valid(struct wb *b, uint32_t version) {
-    wb_header(b, version, 2, VALID_N_KV);
-    wb_kv_str(b, "general.architecture", "llama");
-    wb_str(b, "t.u8"); wb_u32(b, GGUF_TYPE_UINT8); wb_u8(b, 200);
-    wb_str(b, "t.i8"); wb_u32(b, GGUF_TYPE_INT8); wb_u8(b, (uint8_t)-5);
-    wb_str(b, "t.u16"); wb_u32(b, GGUF_TYPE_UINT16); { uint16_t v = 60000; wb_bytes(b, &v, 2); }
-    wb_str(b, "t.i16"); wb_u32(b, GGUF_TYPE_INT16); { int16_t v = -30000; wb_bytes(b, &v, 2); }
-    wb_kv_u32(b, "t.u32", 4000000000u);
-    wb_str(b, "t.i32"); wb_u32(b, GGUF_TYPE_INT32); { int32_t v = -2000000000; wb_bytes(b, &v, 4); }
-    wb_str(b, "t.f32"); wb_u32(b, GGUF_TYPE_FLOAT32); wb_f32(b, 1.5f);
-    wb_str(b, "t.bool"); wb_u32(b, GGUF_TYPE_BOOL); wb_u8(b, 1);
-    wb_str(b, "t.u64"); wb_u32(b, GGUF_TYPE_UINT64); wb_u64(b, (1ull << 63) + 5);
-    wb_str(b, "t.i64"); wb_u32(b, GGUF_TYPE_INT64); { int64_t v = -(1ll << 40); wb_bytes(b, &v, 8); }
-    wb_str(b, "t.f64"); wb_u32(b, GGUF_TYPE_FLOAT64); { double v = -0.25; wb_bytes(b, &v, 8); }
-    wb_str(b, "t.strs"); wb_u32(b, GGUF_TYPE_ARRAY); wb_u32(b, GGUF_TYPE_STRING); wb_u64(b, 3);
-    wb_str(b, "a"); wb_str(b, ""); wb_str(b, "ccc");
-    wb_str(b, "t.i32s"); wb_u32(b, GGUF_TYPE_ARRAY); wb_u32(b, GGUF_TYPE_INT32); wb_u64(b, 3);
-    { int32_t v[3] = {1, -2, 3}; wb_bytes(b, v, sizeof v); }
-    wb_str(b, "t.f32s"); wb_u32(b, GGUF_TYPE_ARRAY); wb_u32(b, GGUF_TYPE_FLOAT32); wb_u64(b, 2);
-    wb_f32(b, 0.5f); wb_f32(b, 2.0f);
-    wb_str(b, "t.nested"); wb_u32(b, GGUF_TYPE_ARRAY); wb_u32(b, GGUF_TYPE_ARRAY); wb_u64(b, 3);
+static void build_valid(struct tu_wb *b, uint32_t version) {
+    tu_wb_header(b, version, 2, VALID_N_KV);
+    tu_wb_kv_str(b, "general.architecture", "llama");
+    tu_wb_str(b, "t.u8"); tu_wb_u32(b, GGUF_TYPE_UINT8); tu_wb_u8(b, 200);
+    tu_wb_str(b, "t.i8"); tu_wb_u32(b, GGUF_TYPE_INT8); tu_wb_u8(b, (uint8_t)-5);
+    tu_wb_str(b, "t.u16"); tu_wb_u32(b, GGUF_TYPE_UINT16); { uint16_t v = 60000; tu_wb_bytes(b, &v, 2); }
+    tu_wb_str(b, "t.i16"); tu_wb_u32(b, GGUF_TYPE_INT16); { int16_t v = -30000; tu_wb_bytes(b, &v, 2); }
+    tu_wb_kv_u32(b, "t.u32", 4000000000u);
+    tu_wb_str(b, "t.i32"); tu_wb_u32(b, GGUF_TYPE_INT32); { int32_t v = -2000000000; tu_wb_bytes(b, &v, 4); }
+    tu_wb_str(b, "t.f32"); tu_wb_u32(b, GGUF_TYPE_FLOAT32); tu_wb_f32(b, 1.5f);
+    tu_wb_str(b, "t.bool"); tu_wb_u32(b, GGUF_TYPE_BOOL); tu_wb_u8(b, 1);
+    tu_wb_str(b, "t.u64"); tu_wb_u32(b, GGUF_TYPE_UINT64); tu_wb_u64(b, (1ull << 63) + 5);
+    tu_wb_str(b, "t.i64"); tu_wb_u32(b, GGUF_TYPE_INT64); { int64_t v = -(1ll << 40); tu_wb_bytes(b, &v, 8); }
+    tu_wb_str(b, "t.f64"); tu_wb_u32(b, GGUF_TYPE_FLOAT64); { double v = -0.25; tu_wb_bytes(b, &v, 8); }
+    tu_wb_str(b, "t.strs"); tu_wb_u32(b, GGUF_TYPE_ARRAY); tu_wb_u32(b, GGUF_TYPE_STRING); tu_wb_u64(b, 3);
+    tu_wb_str(b, "a"); tu_wb_str(b, ""); tu_wb_str(b, "ccc");
+    tu_wb_str(b, "t.i32s"); tu_wb_u32(b, GGUF_TYPE_ARRAY); tu_wb_u32(b, GGUF_TYPE_INT32); tu_wb_u64(b, 3);
+    { int32_t v[3] = {1, -2, 3}; tu_wb_bytes(b, v, sizeof v); }
+    tu_wb_str(b, "t.f32s"); tu_wb_u32(b, GGUF_TYPE_ARRAY); tu_wb_u32(b, GGUF_TYPE_FLOAT32); tu_wb_u64(b, 2);
+    tu_wb_f32(b, 0.5f); tu_wb_f32(b, 2.0f);
+    tu_wb_str(b, "t.nested"); tu_wb_u32(b, GGUF_TYPE_ARRAY); tu_wb_u32(b, GGUF_TYPE_ARRAY); tu_wb_u64(b, 3);
     { uint16_t v[3] = {1, 2, 3};
-      wb_u32(b, GGUF_TYPE_UINT16); wb_u64(b, 2); wb_bytes(b, v, 4);
-      wb_u32(b, GGUF_TYPE_UINT16); wb_u64(b, 0);
-      wb_u32(b, GGUF_TYPE_UINT16); wb_u64(b, 1); wb_bytes(b, v + 2, 2); }
+      tu_wb_u32(b, GGUF_TYPE_UINT16); tu_wb_u64(b, 2); tu_wb_bytes(b, v, 4);
+      tu_wb_u32(b, GGUF_TYPE_UINT16); tu_wb_u64(b, 0);
+      tu_wb_u32(b, GGUF_TYPE_UINT16); tu_wb_u64(b, 1); tu_wb_bytes(b, v + 2, 2); }
     const uint64_t ne_a[2] = {4, 2}, ne_b[1] = {32};
     wb_tensor(b, "a", 2, ne_a, GGML_TYPE_F32, 0);
     wb_tensor(b, "b", 1, ne_b, GGML_TYPE_Q8_0, 32);
-    wb_pad(b, 32);
-    for (int i = 0; i < 8; i++) wb_f32(b, (float)i);
-    for (int i = 0; i < 34; i++) wb_u8(b, (uint8_t)(0xa0 + i));
+    tu_wb_pad(b, 32);
+    for (int i = 0; i < 8; i++) tu_wb_f32(b, (float)i);
+    for (int i = 0; i < 34; i++) tu_wb_u8(b, (uint8_t)(0xa0 + i));
 }
 
 static void check_valid(const struct gguf_file *f, uint32_t version) {
@@ -282,7 +236,7 @@ static void check_valid(const struct gguf_file *f, uint32_t version) {
 
 START_TEST(test_valid_v3_and_v2) {
     for (uint32_t version = 2; version <= 3; version++) {
-        struct wb b = {0};
+        struct tu_wb b = {0};
         build_valid(&b, version);
         struct gguf_file f;
         char err[256] = "";
@@ -318,7 +272,7 @@ END_TEST
 
 /* Every strict prefix of the valid file is refused cleanly. */
 START_TEST(test_every_truncation) {
-    struct wb b = {0};
+    struct tu_wb b = {0};
     build_valid(&b, 3);
     for (size_t n = 0; n < b.n; n++) {
         struct gguf_file f;
@@ -335,7 +289,7 @@ START_TEST(test_every_truncation) {
 END_TEST
 
 START_TEST(test_bad_header) {
-    struct wb b = {0};
+    struct tu_wb b = {0};
     build_valid(&b, 3);
     b.p[0] = 'X';
     expect_bad(&b, "magic");
@@ -343,14 +297,14 @@ START_TEST(test_bad_header) {
 
     for (uint32_t v = 0; v < 6; v++) {
         if (v == 2 || v == 3) continue;
-        struct wb c = {0};
+        struct tu_wb c = {0};
         build_valid(&c, v);
         char ver[32];
         snprintf(ver, sizeof ver, "version %u", v);
         expect_bad(&c, ver);
         free(c.p);
     }
-    struct wb c = {0};
+    struct tu_wb c = {0};
     build_valid(&c, 0x03000000u); /* version 3 written big-endian */
     expect_bad(&c, "big-endian");
     free(c.p);
@@ -358,70 +312,70 @@ START_TEST(test_bad_header) {
 END_TEST
 
 START_TEST(test_huge_counts) {
-    struct wb b = {0};
-    wb_header(&b, 3, 0, UINT64_MAX);
-    wb_kv_u32(&b, "k", 1);
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, UINT64_MAX);
+    tu_wb_kv_u32(&b, "k", 1);
     expect_bad(&b, "n_kv 18446744073709551615");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 1ull << 40, 1);
-    wb_kv_u32(&b, "k", 1);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 1ull << 40, 1);
+    tu_wb_kv_u32(&b, "k", 1);
     expect_bad(&b, "n_tensors 1099511627776");
     free(b.p);
 
     /* key length */
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_u64(&b, UINT64_MAX);
-    wb_zeros(&b, 16);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_u64(&b, UINT64_MAX);
+    tu_wb_zeros(&b, 16);
     expect_bad(&b, "key/value 0 key", "string length 18446744073709551615");
     free(b.p);
 
     /* string value length */
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "general.name");
-    wb_u32(&b, GGUF_TYPE_STRING);
-    wb_u64(&b, 1ull << 62);
-    wb_zeros(&b, 16);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "general.name");
+    tu_wb_u32(&b, GGUF_TYPE_STRING);
+    tu_wb_u64(&b, 1ull << 62);
+    tu_wb_zeros(&b, 16);
     expect_bad(&b, "key 'general.name'", "string length 4611686018427387904");
     free(b.p);
 
     /* array counts: scalar, string and array elements */
     const uint32_t et[3] = {GGUF_TYPE_UINT8, GGUF_TYPE_STRING, GGUF_TYPE_ARRAY};
     for (int i = 0; i < 3; i++) {
-        b = (struct wb){0};
-        wb_header(&b, 3, 0, 1);
-        wb_str(&b, "tokenizer.ggml.tokens");
-        wb_u32(&b, GGUF_TYPE_ARRAY);
-        wb_u32(&b, et[i]);
-        wb_u64(&b, 1000);
-        wb_zeros(&b, 999 * (i == 0)); /* one byte short for uint8 */
-        wb_zeros(&b, 64 * (i != 0));
+        b = (struct tu_wb){0};
+        tu_wb_header(&b, 3, 0, 1);
+        tu_wb_str(&b, "tokenizer.ggml.tokens");
+        tu_wb_u32(&b, GGUF_TYPE_ARRAY);
+        tu_wb_u32(&b, et[i]);
+        tu_wb_u64(&b, 1000);
+        tu_wb_zeros(&b, 999 * (i == 0)); /* one byte short for uint8 */
+        tu_wb_zeros(&b, 64 * (i != 0));
         expect_bad(&b, "key 'tokenizer.ggml.tokens'", "array of 1000");
         free(b.p);
     }
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "arr");
-    wb_u32(&b, GGUF_TYPE_ARRAY);
-    wb_u32(&b, GGUF_TYPE_UINT64);
-    wb_u64(&b, (UINT64_MAX / 8) + 2); /* n × 8 wraps around */
-    wb_zeros(&b, 64);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "arr");
+    tu_wb_u32(&b, GGUF_TYPE_ARRAY);
+    tu_wb_u32(&b, GGUF_TYPE_UINT64);
+    tu_wb_u64(&b, (UINT64_MAX / 8) + 2); /* n × 8 wraps around */
+    tu_wb_zeros(&b, 64);
     expect_bad(&b, "key 'arr'", "array of");
     free(b.p);
 
     /* a string element inside an array */
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "tokenizer.ggml.merges");
-    wb_u32(&b, GGUF_TYPE_ARRAY);
-    wb_u32(&b, GGUF_TYPE_STRING);
-    wb_u64(&b, 2);
-    wb_str(&b, "ok");
-    wb_u64(&b, 1000);
-    wb_zeros(&b, 10);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "tokenizer.ggml.merges");
+    tu_wb_u32(&b, GGUF_TYPE_ARRAY);
+    tu_wb_u32(&b, GGUF_TYPE_STRING);
+    tu_wb_u64(&b, 2);
+    tu_wb_str(&b, "ok");
+    tu_wb_u64(&b, 1000);
+    tu_wb_zeros(&b, 10);
     expect_bad(&b, "key 'tokenizer.ggml.merges'", "string length 1000");
     free(b.p);
 }
@@ -429,36 +383,36 @@ END_TEST
 
 /* One tensor with the given dims/type/offset after a minimal header; the
  * data section holds `data_bytes` zero bytes. */
-static void build_one_tensor(struct wb *b, const char *name, uint32_t n_dims, const uint64_t *ne,
+static void build_one_tensor(struct tu_wb *b, const char *name, uint32_t n_dims, const uint64_t *ne,
                              uint32_t type, uint64_t offset, size_t data_bytes) {
-    wb_header(b, 3, 1, 1);
-    wb_kv_str(b, "general.architecture", "llama");
+    tu_wb_header(b, 3, 1, 1);
+    tu_wb_kv_str(b, "general.architecture", "llama");
     wb_tensor(b, name, n_dims, ne, type, offset);
-    wb_pad(b, 32);
-    wb_zeros(b, data_bytes);
+    tu_wb_pad(b, 32);
+    tu_wb_zeros(b, data_bytes);
 }
 
 START_TEST(test_bad_tensor_shape) {
-    struct wb b = {0};
+    struct tu_wb b = {0};
     const uint64_t big[4] = {1ull << 32, 1ull << 32, 1, 1};
     build_one_tensor(&b, "blk.0.attn_q.weight", 2, big, GGML_TYPE_F32, 0, 64);
     expect_bad(&b, "tensor 'blk.0.attn_q.weight'", "overflow");
     free(b.p);
 
     /* element count fits int64 but the byte size does not */
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     const uint64_t wide[1] = {1ull << 62};
     build_one_tensor(&b, "wide", 1, wide, GGML_TYPE_F32, 0, 64);
     expect_bad(&b, "tensor 'wide'", "byte size overflows");
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     const uint64_t neg[2] = {4, 1ull << 63};
     build_one_tensor(&b, "neg", 2, neg, GGML_TYPE_F32, 0, 64);
     expect_bad(&b, "tensor 'neg'", "ne[1]", "too large");
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     const uint64_t zero[2] = {4, 0};
     build_one_tensor(&b, "zero", 2, zero, GGML_TYPE_F32, 0, 64);
     expect_bad(&b, "tensor 'zero'", "ne[1] is 0");
@@ -466,7 +420,7 @@ START_TEST(test_bad_tensor_shape) {
 
     const uint32_t dims[2] = {0, 5};
     for (int i = 0; i < 2; i++) {
-        b = (struct wb){0};
+        b = (struct tu_wb){0};
         const uint64_t ne[5] = {1, 1, 1, 1, 1};
         build_one_tensor(&b, "output.weight", dims[i], ne, GGML_TYPE_F32, 0, 64);
         char msg[32];
@@ -477,7 +431,7 @@ START_TEST(test_bad_tensor_shape) {
 
     const uint32_t types[3] = {4, 99, 0xffffffffu};
     for (int i = 0; i < 3; i++) {
-        b = (struct wb){0};
+        b = (struct tu_wb){0};
         const uint64_t ne[1] = {32};
         build_one_tensor(&b, "token_embd.weight", 1, ne, types[i], 0, 256);
         char msg[48];
@@ -486,13 +440,13 @@ START_TEST(test_bad_tensor_shape) {
         free(b.p);
     }
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     const uint64_t odd[2] = {33, 2};
     build_one_tensor(&b, "blk.1.ffn_up.weight", 2, odd, GGML_TYPE_Q8_0, 0, 256);
     expect_bad(&b, "tensor 'blk.1.ffn_up.weight'", "ne[0] = 33", "block size 32");
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     const uint64_t k[1] = {448};
     build_one_tensor(&b, "blk.0.ffn_down.weight", 1, k, GGML_TYPE_Q4_K, 0, 1024);
     expect_bad(&b, "tensor 'blk.0.ffn_down.weight'", "block size 256");
@@ -502,7 +456,7 @@ END_TEST
 
 START_TEST(test_unsupported_type_parses) {
     /* Q2_K is a known type we cannot compute with: parsed, left to the loader */
-    struct wb b = {0};
+    struct tu_wb b = {0};
     const uint64_t ne[2] = {256, 2};
     build_one_tensor(&b, "q2", 2, ne, GGML_TYPE_Q2_K, 0, 2 * 84);
     struct gguf_file f;
@@ -518,32 +472,32 @@ END_TEST
 START_TEST(test_alignment) {
     const uint32_t bad[3] = {0, 3, 48};
     for (int i = 0; i < 3; i++) {
-        struct wb b = {0};
-        wb_header(&b, 3, 0, 1);
-        wb_kv_u32(&b, "general.alignment", bad[i]);
+        struct tu_wb b = {0};
+        tu_wb_header(&b, 3, 0, 1);
+        tu_wb_kv_u32(&b, "general.alignment", bad[i]);
         char msg[64];
         snprintf(msg, sizeof msg, "is %u (must be a nonzero power of two)", bad[i]);
         expect_bad(&b, "key 'general.alignment'", msg);
         free(b.p);
     }
-    struct wb b = {0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "general.alignment");
-    wb_u32(&b, GGUF_TYPE_UINT64);
-    wb_u64(&b, 64);
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "general.alignment");
+    tu_wb_u32(&b, GGUF_TYPE_UINT64);
+    tu_wb_u64(&b, 64);
     expect_bad(&b, "key 'general.alignment'", "uint64");
     free(b.p);
 
     /* alignment 64 honoured: data section and offsets */
-    b = (struct wb){0};
-    wb_header(&b, 3, 2, 1);
-    wb_kv_u32(&b, "general.alignment", 64);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 2, 1);
+    tu_wb_kv_u32(&b, "general.alignment", 64);
     const uint64_t ne[1] = {4};
     wb_tensor(&b, "x", 1, ne, GGML_TYPE_F32, 0);
     wb_tensor(&b, "y", 1, ne, GGML_TYPE_F32, 64);
-    wb_pad(&b, 64);
+    tu_wb_pad(&b, 64);
     size_t data = b.n;
-    wb_zeros(&b, 64 + 16);
+    tu_wb_zeros(&b, 64 + 16);
     struct gguf_file f;
     char err[256] = "";
     ck_assert_msg(gguf_file_parse(b.p, b.n, &f, err, sizeof err) == WK_STATUS_OK, "%s", err);
@@ -553,63 +507,63 @@ START_TEST(test_alignment) {
     gguf_file_close(&f);
     /* with alignment 64, offset 32 is misaligned */
     free(b.p);
-    b = (struct wb){0};
-    wb_header(&b, 3, 2, 1);
-    wb_kv_u32(&b, "general.alignment", 64);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 2, 1);
+    tu_wb_kv_u32(&b, "general.alignment", 64);
     wb_tensor(&b, "x", 1, ne, GGML_TYPE_F32, 0);
     wb_tensor(&b, "y", 1, ne, GGML_TYPE_F32, 32);
-    wb_pad(&b, 64);
-    wb_zeros(&b, 128);
+    tu_wb_pad(&b, 64);
+    tu_wb_zeros(&b, 128);
     expect_bad(&b, "tensor 'y'", "offset 32", "alignment 64");
     free(b.p);
 }
 END_TEST
 
 START_TEST(test_bad_offsets) {
-    struct wb b = {0};
+    struct tu_wb b = {0};
     const uint64_t ne[1] = {8};
     build_one_tensor(&b, "misaligned", 1, ne, GGML_TYPE_F32, 4, 64);
     expect_bad(&b, "tensor 'misaligned'", "offset 4");
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_one_tensor(&b, "past.end", 1, ne, GGML_TYPE_F32, 32, 48); /* needs 64 */
     expect_bad(&b, "tensor 'past.end'", "past the end");
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_one_tensor(&b, "far", 1, ne, GGML_TYPE_F32, UINT64_MAX - 31, 48); /* off + size wraps */
     expect_bad(&b, "tensor 'far'", "past the end");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 3, 0);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 3, 0);
     const uint64_t n16[1] = {16}; /* 64 bytes */
     wb_tensor(&b, "first", 1, n16, GGML_TYPE_F32, 0);
     wb_tensor(&b, "third", 1, n16, GGML_TYPE_F32, 128);
     wb_tensor(&b, "second", 1, n16, GGML_TYPE_F32, 96); /* [96,160) overlaps [128,192) */
-    wb_pad(&b, 32);
-    wb_zeros(&b, 192);
+    tu_wb_pad(&b, 32);
+    tu_wb_zeros(&b, 192);
     expect_bad(&b, "tensor 'third'", "overlaps tensor 'second'");
     free(b.p);
 
     /* same offset twice */
-    b = (struct wb){0};
-    wb_header(&b, 3, 2, 0);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 2, 0);
     wb_tensor(&b, "p", 1, n16, GGML_TYPE_F32, 64);
     wb_tensor(&b, "q", 1, n16, GGML_TYPE_F32, 64);
-    wb_pad(&b, 32);
-    wb_zeros(&b, 128);
+    tu_wb_pad(&b, 32);
+    tu_wb_zeros(&b, 128);
     expect_bad(&b, "overlaps");
     free(b.p);
 
     /* adjacent is fine */
-    b = (struct wb){0};
-    wb_header(&b, 3, 2, 0);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 2, 0);
     wb_tensor(&b, "p", 1, n16, GGML_TYPE_F32, 64);
     wb_tensor(&b, "q", 1, n16, GGML_TYPE_F32, 0);
-    wb_pad(&b, 32);
-    wb_zeros(&b, 128);
+    tu_wb_pad(&b, 32);
+    tu_wb_zeros(&b, 128);
     struct gguf_file f;
     char err[256] = "";
     ck_assert_msg(gguf_file_parse(b.p, b.n, &f, err, sizeof err) == WK_STATUS_OK, "%s", err);
@@ -619,31 +573,31 @@ START_TEST(test_bad_offsets) {
 END_TEST
 
 START_TEST(test_duplicates_and_names) {
-    struct wb b = {0};
-    wb_header(&b, 3, 0, 3);
-    wb_kv_u32(&b, "llama.block_count", 5);
-    wb_kv_str(&b, "general.name", "x");
-    wb_kv_u32(&b, "llama.block_count", 6);
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, 3);
+    tu_wb_kv_u32(&b, "llama.block_count", 5);
+    tu_wb_kv_str(&b, "general.name", "x");
+    tu_wb_kv_u32(&b, "llama.block_count", 6);
     expect_bad(&b, "key 'llama.block_count'", "duplicate");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 2, 0);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 2, 0);
     const uint64_t ne[1] = {8};
     wb_tensor(&b, "blk.0.attn_k.bias", 1, ne, GGML_TYPE_F32, 0);
     wb_tensor(&b, "blk.0.attn_k.bias", 1, ne, GGML_TYPE_F32, 32);
-    wb_pad(&b, 32);
-    wb_zeros(&b, 64);
+    tu_wb_pad(&b, 32);
+    tu_wb_zeros(&b, 64);
     expect_bad(&b, "tensor 'blk.0.attn_k.bias'", "duplicate");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_kv_u32(&b, "", 5);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_kv_u32(&b, "", 5);
     expect_bad(&b, "key/value 0", "empty key");
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_one_tensor(&b, "", 1, ne, GGML_TYPE_F32, 0, 32);
     expect_bad(&b, "tensor 0", "empty name");
     free(b.p);
@@ -651,22 +605,22 @@ START_TEST(test_duplicates_and_names) {
     char longname[100];
     memset(longname, 'n', 70);
     longname[70] = '\0';
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_one_tensor(&b, longname, 1, ne, GGML_TYPE_F32, 0, 32);
     expect_bad(&b, "tensor 'nnnnnnnn", "name is 70 bytes");
     free(b.p);
 
     /* NUL bytes: such a name could not be looked up with a C string */
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_one_tensor(&b, "ab", 1, ne, GGML_TYPE_F32, 0, 32);
     uint8_t *ab = memmem(b.p, b.n, "ab", 2);
     ck_assert_ptr_nonnull(ab);
     ab[1] = '\0';
     expect_bad(&b, "tensor 'a?'", "NUL byte");
     free(b.p);
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_kv_u32(&b, "general.x", 1);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_kv_u32(&b, "general.x", 1);
     b.p[24 + 8 + 7] = '\0'; /* header, key length, "general" */
     expect_bad(&b, "key 'general?x'", "NUL byte");
     free(b.p);
@@ -675,19 +629,19 @@ START_TEST(test_duplicates_and_names) {
     char *longkey = malloc(70001);
     memset(longkey, 'k', 70000);
     longkey[70000] = '\0';
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_kv_u32(&b, longkey, 1);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_kv_u32(&b, longkey, 1);
     free(longkey);
     expect_bad(&b, "key 'kkkkkkkk", "...'", "key is 70000 bytes (max 65535)");
     free(b.p);
 
     /* a name with control bytes is quoted safely */
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "bad\nkey\x01");
-    wb_u32(&b, 77);
-    wb_u32(&b, 0);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "bad\nkey\x01");
+    tu_wb_u32(&b, 77);
+    tu_wb_u32(&b, 0);
     expect_bad(&b, "key 'bad?key?'", "unknown value type 77");
     free(b.p);
 }
@@ -697,14 +651,14 @@ END_TEST
  * check stays fast (sort-based, not quadratic). */
 START_TEST(test_many_keys) {
     const int n = 200000;
-    struct wb b = {0};
-    wb_header(&b, 3, 0, (uint64_t)n);
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, (uint64_t)n);
     char key[32];
     for (int i = 0; i < n; i++) {
         snprintf(key, sizeof key, "k.%06d", i);
-        wb_str(&b, key);
-        wb_u32(&b, GGUF_TYPE_UINT32);
-        wb_u32(&b, (uint32_t)i * 3u);
+        tu_wb_str(&b, key);
+        tu_wb_u32(&b, GGUF_TYPE_UINT32);
+        tu_wb_u32(&b, (uint32_t)i * 3u);
     }
     struct gguf_file f;
     char err[256] = "";
@@ -724,21 +678,21 @@ START_TEST(test_many_keys) {
 END_TEST
 
 /* An array nested `depth` deep: [[[...[1u8]...]]] */
-static void build_nested(struct wb *b, int depth) {
-    wb_header(b, 3, 0, 1);
-    wb_str(b, "deep");
-    wb_u32(b, GGUF_TYPE_ARRAY);
+static void build_nested(struct tu_wb *b, int depth) {
+    tu_wb_header(b, 3, 0, 1);
+    tu_wb_str(b, "deep");
+    tu_wb_u32(b, GGUF_TYPE_ARRAY);
     for (int i = 1; i < depth; i++) {
-        wb_u32(b, GGUF_TYPE_ARRAY);
-        wb_u64(b, 1);
+        tu_wb_u32(b, GGUF_TYPE_ARRAY);
+        tu_wb_u64(b, 1);
     }
-    wb_u32(b, GGUF_TYPE_UINT8);
-    wb_u64(b, 1);
-    wb_u8(b, 7);
+    tu_wb_u32(b, GGUF_TYPE_UINT8);
+    tu_wb_u64(b, 1);
+    tu_wb_u8(b, 7);
 }
 
 START_TEST(test_nesting) {
-    struct wb b = {0};
+    struct tu_wb b = {0};
     build_nested(&b, GGUF_MAX_ARRAY_DEPTH);
     struct gguf_file f;
     char err[256] = "";
@@ -756,13 +710,13 @@ START_TEST(test_nesting) {
     gguf_file_close(&f);
     free(b.p);
 
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_nested(&b, GGUF_MAX_ARRAY_DEPTH + 1);
     expect_bad(&b, "key 'deep'", "nested deeper than 8");
     free(b.p);
 
     /* hostile: a long chain of nested arrays is stopped at the bound */
-    b = (struct wb){0};
+    b = (struct tu_wb){0};
     build_nested(&b, 100000);
     expect_bad(&b, "key 'deep'", "nested deeper");
     free(b.p);
@@ -770,38 +724,38 @@ START_TEST(test_nesting) {
 END_TEST
 
 START_TEST(test_bad_values) {
-    struct wb b = {0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "flag");
-    wb_u32(&b, GGUF_TYPE_BOOL);
-    wb_u8(&b, 2);
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "flag");
+    tu_wb_u32(&b, GGUF_TYPE_BOOL);
+    tu_wb_u8(&b, 2);
     expect_bad(&b, "key 'flag'", "bool value 2");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "flags");
-    wb_u32(&b, GGUF_TYPE_ARRAY);
-    wb_u32(&b, GGUF_TYPE_BOOL);
-    wb_u64(&b, 3);
-    wb_u8(&b, 1); wb_u8(&b, 0); wb_u8(&b, 9);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "flags");
+    tu_wb_u32(&b, GGUF_TYPE_ARRAY);
+    tu_wb_u32(&b, GGUF_TYPE_BOOL);
+    tu_wb_u64(&b, 3);
+    tu_wb_u8(&b, 1); tu_wb_u8(&b, 0); tu_wb_u8(&b, 9);
     expect_bad(&b, "key 'flags'", "bool element 2");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "arr");
-    wb_u32(&b, GGUF_TYPE_ARRAY);
-    wb_u32(&b, 13);
-    wb_u64(&b, 0);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "arr");
+    tu_wb_u32(&b, GGUF_TYPE_ARRAY);
+    tu_wb_u32(&b, 13);
+    tu_wb_u64(&b, 0);
     expect_bad(&b, "key 'arr'", "unknown array element type 13");
     free(b.p);
 
-    b = (struct wb){0};
-    wb_header(&b, 3, 0, 1);
-    wb_str(&b, "general.name");
-    wb_u32(&b, GGUF_TYPE__COUNT);
-    wb_zeros(&b, 8);
+    b = (struct tu_wb){0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_str(&b, "general.name");
+    tu_wb_u32(&b, GGUF_TYPE__COUNT);
+    tu_wb_zeros(&b, 8);
     expect_bad(&b, "key 'general.name'", "unknown value type 13");
     free(b.p);
 }
@@ -810,9 +764,9 @@ END_TEST
 START_TEST(test_no_tensors_short_padding) {
     /* vocab-only files end right after the metadata (no padding): accepted,
      * data_offset clamped to the size */
-    struct wb b = {0};
-    wb_header(&b, 3, 0, 1);
-    wb_kv_str(&b, "general.architecture", "qwen2!");
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_kv_str(&b, "general.architecture", "qwen2!");
     ck_assert_uint_ne(b.n % 32, 0);
     struct gguf_file f;
     char err[256] = "";
@@ -825,7 +779,7 @@ START_TEST(test_no_tensors_short_padding) {
 END_TEST
 
 START_TEST(test_file_open) {
-    struct wb b = {0};
+    struct tu_wb b = {0};
     build_valid(&b, 3);
     char path[] = "/tmp/test-gguf-XXXXXX";
     int fd = mkstemp(path);

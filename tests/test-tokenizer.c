@@ -472,44 +472,12 @@ END_TEST
 
 // --- hand-built vocabularies that must be refused -------------------------------------
 
-struct wb {
-    uint8_t *p;
-    size_t n, cap;
-};
-
-static void wb_bytes(struct wb *b, const void *src, size_t n) {
-    if (b->n + n > b->cap) {
-        size_t c = b->cap ? b->cap : 256;
-        while (c < b->n + n) c *= 2;
-        b->p = realloc(b->p, c);
-        ck_assert_ptr_nonnull(b->p);
-        b->cap = c;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void wb_u32(struct wb *b, uint32_t v) { wb_bytes(b, &v, 4); }
-static void wb_u64(struct wb *b, uint64_t v) { wb_bytes(b, &v, 8); }
-static void wb_str(struct wb *b, const char *s) {
-    wb_u64(b, strlen(s));
-    wb_bytes(b, s, strlen(s));
-}
-static void kv_str(struct wb *b, const char *k, const char *s) {
-    wb_str(b, k);
-    wb_u32(b, 8);
-    wb_str(b, s);
-}
-static void kv_u32(struct wb *b, const char *k, uint32_t x) {
-    wb_str(b, k);
-    wb_u32(b, 4);
-    wb_u32(b, x);
-}
-static void kv_strs(struct wb *b, const char *k, const char *const *s, size_t n) {
-    wb_str(b, k);
-    wb_u32(b, 9);
-    wb_u32(b, 8);
-    wb_u64(b, n);
-    for (size_t i = 0; i < n; i++) wb_str(b, s[i]);
+static void kv_strs(struct tu_wb *b, const char *k, const char *const *s, size_t n) {
+    tu_wb_str(b, k);
+    tu_wb_u32(b, 9);
+    tu_wb_u32(b, 8);
+    tu_wb_u64(b, n);
+    for (size_t i = 0; i < n; i++) tu_wb_str(b, s[i]);
 }
 
 /* A byte-level vocab: the 256 byte chars, "ab" (256), "12" (257), "<|end|>"
@@ -538,25 +506,25 @@ static wk_status build_and_load(enum variant var, const char *pre, struct wk_voc
     tokens[n++] = "12";
     tokens[n++] = "<|end|>";
     const char *merges[] = {"a b", var == V_BAD_MERGE ? "12" : "1 2"};
-    struct wb b = {0};
+    struct tu_wb b = {0};
     int n_kv = 5 + (var == V_BOS_RANGE) + (var == V_TYPE_LEN) - (var == V_NO_MERGES) - (var == V_NO_TOKENS);
-    wb_u32(&b, GGUF_MAGIC);
-    wb_u32(&b, 3);
-    wb_u64(&b, 0);
-    wb_u64(&b, (uint64_t)n_kv);
-    kv_str(&b, "tokenizer.ggml.model", var == V_MODEL ? "bert" : "gpt2");
-    kv_str(&b, "tokenizer.ggml.pre", var == V_PRE ? "tekken-x" : pre);
+    tu_wb_u32(&b, GGUF_MAGIC);
+    tu_wb_u32(&b, 3);
+    tu_wb_u64(&b, 0);
+    tu_wb_u64(&b, (uint64_t)n_kv);
+    tu_wb_kv_str(&b, "tokenizer.ggml.model", var == V_MODEL ? "bert" : "gpt2");
+    tu_wb_kv_str(&b, "tokenizer.ggml.pre", var == V_PRE ? "tekken-x" : pre);
     if (var != V_NO_TOKENS) kv_strs(&b, "tokenizer.ggml.tokens", tokens, (size_t)n);
     if (var != V_NO_MERGES) kv_strs(&b, "tokenizer.ggml.merges", merges, 2);
-    if (var == V_BOS_RANGE) kv_u32(&b, "tokenizer.ggml.bos_token_id", 259);
+    if (var == V_BOS_RANGE) tu_wb_kv_u32(&b, "tokenizer.ggml.bos_token_id", 259);
     if (var == V_TYPE_LEN) {
-        wb_str(&b, "tokenizer.ggml.token_type");
-        wb_u32(&b, 9);
-        wb_u32(&b, 5);
-        wb_u64(&b, 3);
-        for (int i = 0; i < 3; i++) wb_u32(&b, 1);
+        tu_wb_str(&b, "tokenizer.ggml.token_type");
+        tu_wb_u32(&b, 9);
+        tu_wb_u32(&b, 5);
+        tu_wb_u64(&b, 3);
+        for (int i = 0; i < 3; i++) tu_wb_u32(&b, 1);
     }
-    kv_u32(&b, "tokenizer.ggml.eos_token_id", 258);
+    tu_wb_kv_u32(&b, "tokenizer.ggml.eos_token_id", 258);
     struct gguf_file g;
     wk_status s = gguf_file_parse(b.p, b.n, &g, err, err_len);
     ck_assert_msg(s == WK_STATUS_OK, "gguf_file_parse: %s", err);

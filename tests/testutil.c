@@ -1,6 +1,8 @@
 /* testutil.c — see testutil.h. */
 #include "tests/testutil.h"
 
+#include "loader/gguf.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,4 +81,49 @@ int32_t *tu_read_ids(const char *path, const char *key, size_t *n) {
     free(txt);
     *n = k;
     return ids;
+}
+
+// --- GGUF writer -------------------------------------------------------------
+
+void tu_wb_bytes(struct tu_wb *b, const void *src, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t c = b->cap ? b->cap : 256;
+        while (c < b->n + n) c *= 2;
+        uint8_t *p = realloc(b->p, c);
+        if (!p) abort(); /* a test helper: nothing sensible to do */
+        b->p = p;
+        b->cap = c;
+    }
+    if (n) memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+void tu_wb_u8(struct tu_wb *b, uint8_t v) { tu_wb_bytes(b, &v, 1); }
+void tu_wb_u32(struct tu_wb *b, uint32_t v) { tu_wb_bytes(b, &v, 4); }
+void tu_wb_u64(struct tu_wb *b, uint64_t v) { tu_wb_bytes(b, &v, 8); }
+void tu_wb_f32(struct tu_wb *b, float v) { tu_wb_bytes(b, &v, 4); }
+void tu_wb_str(struct tu_wb *b, const char *s) {
+    tu_wb_u64(b, strlen(s));
+    tu_wb_bytes(b, s, strlen(s));
+}
+void tu_wb_zeros(struct tu_wb *b, size_t n) {
+    for (size_t i = 0; i < n; i++) tu_wb_u8(b, 0);
+}
+void tu_wb_pad(struct tu_wb *b, size_t align) {
+    while (b->n % align) tu_wb_u8(b, 0);
+}
+void tu_wb_header(struct tu_wb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
+    tu_wb_u32(b, GGUF_MAGIC);
+    tu_wb_u32(b, version);
+    tu_wb_u64(b, n_tensors);
+    tu_wb_u64(b, n_kv);
+}
+void tu_wb_kv_u32(struct tu_wb *b, const char *key, uint32_t v) {
+    tu_wb_str(b, key);
+    tu_wb_u32(b, GGUF_TYPE_UINT32);
+    tu_wb_u32(b, v);
+}
+void tu_wb_kv_str(struct tu_wb *b, const char *key, const char *v) {
+    tu_wb_str(b, key);
+    tu_wb_u32(b, GGUF_TYPE_STRING);
+    tu_wb_str(b, v);
 }

@@ -20,4 +20,23 @@ int32_t *tu_read_ids(const char *path, const char *key, size_t *n);
 /* ||a-b|| / ||b|| over n floats. */
 double tu_rel_l2(const float *a, const float *b, size_t n);
 
+
+/* A growable byte buffer for writing GGUF files by hand (little-endian
+ * host; layout in loader/gguf.h). Aborts on out-of-memory. */
+struct tu_wb {
+    uint8_t *p;
+    size_t n, cap;
+};
+void tu_wb_bytes(struct tu_wb *b, const void *src, size_t n);
+void tu_wb_u8(struct tu_wb *b, uint8_t v);
+void tu_wb_u32(struct tu_wb *b, uint32_t v);
+void tu_wb_u64(struct tu_wb *b, uint64_t v);
+void tu_wb_f32(struct tu_wb *b, float v);
+void tu_wb_str(struct tu_wb *b, const char *s);    /* u64 length + bytes */
+void tu_wb_zeros(struct tu_wb *b, size_t n);
+void tu_wb_pad(struct tu_wb *b, size_t align);     /* zeros up to a multiple of align */
+void tu_wb_header(struct tu_wb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv);
+void tu_wb_kv_u32(struct tu_wb *b, const char *key, uint32_t v);
+void tu_wb_kv_str(struct tu_wb *b, const char *key, const char *v);
+
 #endif
