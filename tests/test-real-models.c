@@ -49,6 +49,7 @@
 #include "loader/model.h"
 #include "loader/quants.h"
 #include "loader/tokenizer.h"
+#include "tests/testproc.h"
 #include "tests/testutil.h"
 #include "worker.pb-c.h"
 #include "worker/frame.h"
@@ -515,13 +516,8 @@ static void check_tokenizer(const struct model_facts *F) {
 
 typedef Orcd__V1__Response Resp;
 
-struct proc {
-    pid_t pid;
-    int to, from;
-    struct wk_frame_reader *rd;
-};
 
-static struct proc *spawn_worker(const struct model_facts *F) {
+static struct tu_proc *spawn_worker(const struct model_facts *F) {
     const char *worker = getenv("ORCD_WORKER");
     ck_assert_msg(worker && *worker, "ORCD_WORKER is not set");
     const char *log = getenv("ORCD_TEST_LOG") ? getenv("ORCD_TEST_LOG") : "warn";
@@ -529,52 +525,22 @@ static struct proc *spawn_worker(const struct model_facts *F) {
     const char *dev = getenv("ORCD_TEST_DEVICE") && *getenv("ORCD_TEST_DEVICE") ? getenv("ORCD_TEST_DEVICE") : "cpu";
     const char *argv[] = {worker, "--model", model_file(F), "--device", dev, "--ctx", "1024",
                           "--log-level", log, NULL};
-    int in[2], out[2];
-    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        signal(SIGPIPE, SIG_DFL);
-        execv(worker, (char *const *)argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    signal(SIGPIPE, SIG_IGN);
-    struct proc *p = calloc(1, sizeof *p);
-    ck_assert_ptr_nonnull(p);
-    p->pid = pid;
-    p->to = in[1];
-    p->from = out[0];
-    p->rd = malloc(sizeof *p->rd);
-    ck_assert_ptr_nonnull(p->rd);
-    wk_frame_reader_init(p->rd, p->from, 64u << 20);
+    struct tu_proc *p = tu_proc_spawn(argv);
+    ck_assert_msg(p != NULL, "cannot start %s", worker);
     return p;
 }
 
-static Resp *recv_resp(struct proc *p) {
-    struct wk_frame_info info;
-    enum wk_frame_ev ev = wk_frame_reader_next(p->rd, RESP_TIMEOUT_MS, -1, &info);
-    ck_assert_msg(ev == WK_FRAME_MSG, "no response from the worker (event %d)", (int)ev);
-    Resp *r = orcd__v1__response__unpack(NULL, (size_t)info.len, info.payload);
-    ck_assert_msg(r != NULL, "undecodable response frame (%" PRIu64 " bytes)", info.len);
+static Resp *recv_resp(struct tu_proc *p) {
+    const char *why = "";
+    Resp *r = tu_proc_recv(p, RESP_TIMEOUT_MS, &why);
+    ck_assert_msg(r != NULL, "no response from the worker: %s", why);
     return r;
 }
 
-static void send_req(struct proc *p, const Orcd__V1__Request *r) {
-    uint8_t *fr;
-    size_t len;
-    char err[128];
-    ck_assert_int_eq(wk_frame_pack(&r->base, &fr, &len, err, sizeof err), WK_STATUS_OK);
-    ck_assert_int_eq(wk_write_full(p->to, fr, len, err, sizeof err), WK_STATUS_OK);
-    free(fr);
-}
+static void send_req(struct tu_proc *p, const Orcd__V1__Request *r) { ck_assert(tu_proc_send(p, r)); }
 
-static struct proc *spawn_ready(const struct model_facts *F) {
-    struct proc *p = spawn_worker(F);
+static struct tu_proc *spawn_ready(const struct model_facts *F) {
+    struct tu_proc *p = spawn_worker(F);
     Resp *r = recv_resp(p);
     if (r->body_case == ORCD__V1__RESPONSE__BODY_ERROR)
         ck_abort_msg("worker failed to load %s: %s", F->file, r->error->message);
@@ -587,7 +553,7 @@ static struct proc *spawn_ready(const struct model_facts *F) {
 }
 
 /* Shutdown, then the worker must exit 0. */
-static void stop_worker(struct proc *p) {
+static void stop_worker(struct tu_proc *p) {
     Orcd__V1__ShutdownRequest s = ORCD__V1__SHUTDOWN_REQUEST__INIT;
     Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
     r.id = 999999;
@@ -630,7 +596,7 @@ static void append(char *dst, size_t cap, const char *s) {
 }
 
 /* Send one Infer and collect its stream; fails on Error. */
-static void infer(struct proc *p, uint64_t id, Orcd__V1__InferRequest *q, struct run *r) {
+static void infer(struct tu_proc *p, uint64_t id, Orcd__V1__InferRequest *q, struct run *r) {
     memset(r, 0, sizeof *r);
     Orcd__V1__Request req = ORCD__V1__REQUEST__INIT;
     req.id = id;
@@ -715,7 +681,7 @@ static void report_speed(const struct model_facts *F, const char *what, const st
 /* --- coherence ----------------------------------------------------------------- */
 
 static void check_coherence(const struct model_facts *F) {
-    struct proc *p = spawn_ready(F);
+    struct tu_proc *p = spawn_ready(F);
     Orcd__V1__InferRequest q = mk_prompt("The capital of France is", 8);
     q.temperature = 0;
     struct run *r = malloc(sizeof *r);
@@ -797,7 +763,7 @@ static void check_haiku(const struct model_facts *F) {
     const char *lim = getenv("ORCD_HAIKU_ATTEMPTS");
     if (lim && atoi(lim) > 0 && atoi(lim) < max_attempts) max_attempts = atoi(lim);
 
-    struct proc *p = spawn_ready(F);
+    struct tu_proc *p = spawn_ready(F);
     struct run *r = malloc(sizeof *r);
     ck_assert_ptr_nonnull(r);
     bool found = false;
@@ -864,7 +830,7 @@ static void check_repro(const struct model_facts *F) {
     /* Two worker processes, five runs each; the second walks the grid
      * backwards, so each run follows a different request than before. */
     for (int proc_i = 0; proc_i < 2; proc_i++) {
-        struct proc *p = spawn_ready(F);
+        struct tu_proc *p = spawn_ready(F);
         uint64_t id = 1;
         for (int run = 0; run < REPRO_RUNS / 2; run++) {
             for (int g = 0; g < 9; g++) {

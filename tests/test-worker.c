@@ -25,6 +25,7 @@
 #include "loader/chat.h"
 #include "loader/model.h"
 #include "loader/tokenizer.h"
+#include "tests/testproc.h"
 #include "tests/testutil.h"
 #include "worker.pb-c.h"
 #include "worker/backend.h"
@@ -38,12 +39,6 @@ typedef Orcd__V1__Response Resp;
 
 /* --- the worker process ----------------------------------------------------- */
 
-struct proc {
-    pid_t pid;
-    int to;   /* worker stdin (write end), -1 once closed */
-    int from; /* worker stdout (read end) */
-    struct wk_frame_reader *rd;
-};
 
 static const char *model_path(const char *file) {
     static char buf[4][1024];
@@ -67,7 +62,7 @@ static const char *test_backend(void) { return strncmp(test_device(), "cuda", 4)
 
 /* Spawn the worker on a model (a path under ../shared/models or absolute)
  * with extra args (NULL-terminated). Does not wait for Ready. */
-static struct proc *spawn_raw(const char *model, const char *const *extra) {
+static struct tu_proc *spawn_raw(const char *model, const char *const *extra) {
     const char *worker = getenv("ORCD_WORKER");
     ck_assert_msg(worker && *worker, "ORCD_WORKER is not set");
     const char *argv[32];
@@ -81,59 +76,27 @@ static struct proc *spawn_raw(const char *model, const char *const *extra) {
     argv[n++] = getenv("ORCD_TEST_LOG") ? getenv("ORCD_TEST_LOG") : "warn";
     for (int i = 0; extra && extra[i] && n < 31; i++) argv[n++] = extra[i];
     argv[n] = NULL;
-    int in[2], out[2];
-    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        signal(SIGPIPE, SIG_DFL);
-        execv(worker, (char *const *)argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    signal(SIGPIPE, SIG_IGN); /* our writes to a dead worker must fail, not kill us */
-    struct proc *p = calloc(1, sizeof *p);
-    p->pid = pid;
-    p->to = in[1];
-    p->from = out[0];
-    p->rd = malloc(sizeof *p->rd);
-    wk_frame_reader_init(p->rd, p->from, 64u << 20);
+    struct tu_proc *p = tu_proc_spawn(argv);
+    ck_assert_msg(p != NULL, "cannot start %s", worker);
     return p;
 }
 
-static void send_raw(struct proc *p, const void *buf, size_t len) {
-    char err[128];
-    ck_assert_int_eq(wk_write_full(p->to, buf, len, err, sizeof err), WK_STATUS_OK);
+static void send_raw(struct tu_proc *p, const void *buf, size_t len) {
+    ck_assert(tu_proc_send_raw(p, buf, len));
 }
 
-static void send_req(struct proc *p, const Orcd__V1__Request *r) {
-    uint8_t *fr;
-    size_t len;
-    char err[128];
-    ck_assert_int_eq(wk_frame_pack(&r->base, &fr, &len, err, sizeof err), WK_STATUS_OK);
-    send_raw(p, fr, len);
-    free(fr);
-}
+static void send_req(struct tu_proc *p, const Orcd__V1__Request *r) { ck_assert(tu_proc_send(p, r)); }
 
 /* Next response, or NULL at EOF / timeout (*why says which). */
-static Resp *recv_resp_opt(struct proc *p, int timeout_ms, const char **why) {
-    struct wk_frame_info info;
-    enum wk_frame_ev ev = wk_frame_reader_next(p->rd, timeout_ms, -1, &info);
-    if (ev != WK_FRAME_MSG) {
-        if (why)
-            *why = ev == WK_FRAME_TIMEOUT ? "timeout" : ev == WK_FRAME_EOF ? "eof" : "bad frame";
-        return NULL;
-    }
-    Resp *r = orcd__v1__response__unpack(NULL, (size_t)info.len, info.payload);
-    ck_assert_msg(r != NULL, "undecodable response frame (%" PRIu64 " bytes)", info.len);
+static Resp *recv_resp_opt(struct tu_proc *p, int timeout_ms, const char **why) {
+    const char *w = "";
+    Resp *r = tu_proc_recv(p, timeout_ms, &w);
+    ck_assert_msg(r != NULL || strcmp(w, "undecodable") != 0, "undecodable response frame");
+    if (why) *why = w;
     return r;
 }
 
-static Resp *recv_resp(struct proc *p) {
+static Resp *recv_resp(struct tu_proc *p) {
     const char *why = "";
     Resp *r = recv_resp_opt(p, TIMEOUT_MS, &why);
     ck_assert_msg(r != NULL, "no response from the worker: %s", why);
@@ -141,7 +104,7 @@ static Resp *recv_resp(struct proc *p) {
 }
 
 /* Wait for exit; returns the exit status, or -(signal). Fails on timeout. */
-static int wait_exit(struct proc *p, int timeout_ms) {
+static int wait_exit(struct tu_proc *p, int timeout_ms) {
     int status = 0;
     for (int waited = 0;; waited += 10) {
         pid_t w = waitpid(p->pid, &status, WNOHANG);
@@ -157,12 +120,12 @@ static int wait_exit(struct proc *p, int timeout_ms) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
-static void close_stdin(struct proc *p) {
+static void close_stdin(struct tu_proc *p) {
     if (p->to >= 0) close(p->to);
     p->to = -1;
 }
 
-static void proc_free(struct proc *p) {
+static void proc_free(struct tu_proc *p) {
     if (!p) return;
     close_stdin(p);
     if (p->pid > 0) {
@@ -175,7 +138,7 @@ static void proc_free(struct proc *p) {
     free(p);
 }
 
-static Resp *expect_ready(struct proc *p) {
+static Resp *expect_ready(struct tu_proc *p) {
     Resp *r = recv_resp(p);
     if (r->body_case == ORCD__V1__RESPONSE__BODY_ERROR)
         ck_abort_msg("worker failed to load: %s", r->error->message);
@@ -184,15 +147,15 @@ static Resp *expect_ready(struct proc *p) {
     return r;
 }
 
-static struct proc *spawn_ready(const char *model, const char *const *extra) {
-    struct proc *p = spawn_raw(model, extra);
+static struct tu_proc *spawn_ready(const char *model, const char *const *extra) {
+    struct tu_proc *p = spawn_raw(model, extra);
     orcd__v1__response__free_unpacked(expect_ready(p), NULL);
     return p;
 }
 
 /* --- requests ---------------------------------------------------------------- */
 
-static void req_infer(struct proc *p, uint64_t id, Orcd__V1__InferRequest *inf) {
+static void req_infer(struct tu_proc *p, uint64_t id, Orcd__V1__InferRequest *inf) {
     Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
     r.id = id;
     r.body_case = ORCD__V1__REQUEST__BODY_INFER;
@@ -200,7 +163,7 @@ static void req_infer(struct proc *p, uint64_t id, Orcd__V1__InferRequest *inf) 
     send_req(p, &r);
 }
 
-static void req_cancel(struct proc *p, uint64_t id, uint64_t target) {
+static void req_cancel(struct tu_proc *p, uint64_t id, uint64_t target) {
     Orcd__V1__CancelRequest c = ORCD__V1__CANCEL_REQUEST__INIT;
     c.target_id = target;
     Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
@@ -210,7 +173,7 @@ static void req_cancel(struct proc *p, uint64_t id, uint64_t target) {
     send_req(p, &r);
 }
 
-static void req_health(struct proc *p, uint64_t id) {
+static void req_health(struct tu_proc *p, uint64_t id) {
     Orcd__V1__HealthRequest h = ORCD__V1__HEALTH_REQUEST__INIT;
     Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
     r.id = id;
@@ -219,7 +182,7 @@ static void req_health(struct proc *p, uint64_t id) {
     send_req(p, &r);
 }
 
-static void req_shutdown(struct proc *p, uint64_t id) {
+static void req_shutdown(struct tu_proc *p, uint64_t id) {
     Orcd__V1__ShutdownRequest s = ORCD__V1__SHUTDOWN_REQUEST__INIT;
     Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
     r.id = id;
@@ -328,7 +291,7 @@ static bool run_feed(struct run *r, uint64_t id, const Resp *m) {
     }
 }
 
-static void collect(struct proc *p, uint64_t id, struct run *r) {
+static void collect(struct tu_proc *p, uint64_t id, struct run *r) {
     for (;;) {
         Resp *m = recv_resp(p);
         bool end = run_feed(r, id, m);
@@ -337,14 +300,14 @@ static void collect(struct proc *p, uint64_t id, struct run *r) {
     }
 }
 
-static void infer(struct proc *p, uint64_t id, Orcd__V1__InferRequest *q, struct run *r) {
+static void infer(struct tu_proc *p, uint64_t id, Orcd__V1__InferRequest *q, struct run *r) {
     memset(r, 0, sizeof *r);
     req_infer(p, id, q);
     collect(p, id, r);
 }
 
 /* A short request that must succeed: the worker is still serving. */
-static void expect_serving(struct proc *p, uint64_t id) {
+static void expect_serving(struct tu_proc *p, uint64_t id) {
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 4);
     struct run *r = calloc(1, sizeof *r);
     infer(p, id, &q, r);
@@ -355,7 +318,7 @@ static void expect_serving(struct proc *p, uint64_t id) {
     free(r);
 }
 
-static void expect_error(struct proc *p, uint64_t id, Orcd__V1__InferRequest *q,
+static void expect_error(struct tu_proc *p, uint64_t id, Orcd__V1__InferRequest *q,
                          Orcd__V1__ErrorCode code, const char *needle) {
     struct run *r = calloc(1, sizeof *r);
     infer(p, id, q, r);
@@ -430,7 +393,7 @@ static Orcd__V1__InferRequest long_request(void) {
 }
 
 /* Read until the first Token of id (asserting Started came first). */
-static void wait_first_token(struct proc *p, uint64_t id, struct run *r) {
+static void wait_first_token(struct tu_proc *p, uint64_t id, struct run *r) {
     while (r->n == 0) {
         Resp *m = recv_resp(p);
         bool end = run_feed(r, id, m);
@@ -441,7 +404,7 @@ static void wait_first_token(struct proc *p, uint64_t id, struct run *r) {
 
 /* Cancel target (request id cid) and read until both the CancelAck and the
  * end of target's stream came, in whichever order. Returns found. */
-static bool cancel_and_finish(struct proc *p, uint64_t cid, uint64_t target, struct run *r) {
+static bool cancel_and_finish(struct tu_proc *p, uint64_t cid, uint64_t target, struct run *r) {
     req_cancel(p, cid, target);
     bool acked = false, found = false;
     while (!acked || !(r->done || r->error)) {
@@ -463,7 +426,7 @@ static bool cancel_and_finish(struct proc *p, uint64_t cid, uint64_t target, str
 
 START_TEST(test_ready_and_health) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_raw(STORIES, NULL);
+    struct tu_proc *p = spawn_raw(STORIES, NULL);
     Resp *rd = expect_ready(p);
     ck_assert_str_eq(rd->ready->model->arch, "llama");
     ck_assert_uint_eq(rd->ready->model->vocab_size, 512);
@@ -496,7 +459,7 @@ END_TEST
 
 START_TEST(test_health_before_ready_is_loading) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_raw(STORIES, NULL);
+    struct tu_proc *p = spawn_raw(STORIES, NULL);
     req_health(p, 9); /* may arrive before or after the load ends */
     bool ready = false, health = false;
     while (!ready || !health) {
@@ -526,7 +489,7 @@ START_TEST(test_health_while_loading_fifo) {
     char fifo[64];
     snprintf(fifo, sizeof fifo, "%s/model.gguf", dir);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-    struct proc *p = spawn_raw(fifo, NULL);
+    struct tu_proc *p = spawn_raw(fifo, NULL);
     Orcd__V1__InferRequest q = mk_prompt("Once", 2);
     req_infer(p, 5, &q); /* accepted into the queue while loading */
     req_health(p, 6);
@@ -575,7 +538,7 @@ START_TEST(test_load_failure) {
     close(fd);
     bad[1] = tmp;
     for (int i = 0; i < 2; i++) {
-        struct proc *p = spawn_raw(bad[i], NULL);
+        struct tu_proc *p = spawn_raw(bad[i], NULL);
         Resp *m = recv_resp(p);
         ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_ERROR);
         ck_assert_uint_eq(m->id, 0);
@@ -598,7 +561,7 @@ START_TEST(test_load_failure_after_eof_exits_4) {
     char fifo[64];
     snprintf(fifo, sizeof fifo, "%s/model.gguf", dir);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-    struct proc *p = spawn_raw(fifo, NULL);
+    struct tu_proc *p = spawn_raw(fifo, NULL);
     req_health(p, 6); /* answered while loading: the worker is up */
     Resp *m = recv_resp(p);
     ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_HEALTH);
@@ -618,7 +581,7 @@ END_TEST
 
 START_TEST(test_bad_command_line) {
     const char *extra[] = {"--ctx", "lots", NULL};
-    struct proc *p = spawn_raw(STORIES, extra);
+    struct tu_proc *p = spawn_raw(STORIES, extra);
     ck_assert_int_eq(wait_exit(p, 10000), 2);
     proc_free(p);
 }
@@ -631,7 +594,7 @@ START_TEST(test_greedy_reference_stories) {
     struct ref *ref = &ref_storage;
     memset(ref, 0, sizeof *ref);
     if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", (uint32_t)ref->n_gen);
     struct run *r = calloc(1, sizeof *r);
     infer(p, 1, &q, r);
@@ -658,7 +621,7 @@ START_TEST(test_greedy_reference_qwen_prompt) {
     struct ref *ref = &ref_storage;
     memset(ref, 0, sizeof *ref);
     if (!have_model(QWEN) || !load_ref("tiny-qwen2/f32.once.txt", ref)) return;
-    struct proc *p = spawn_ready(QWEN, NULL);
+    struct tu_proc *p = spawn_ready(QWEN, NULL);
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", (uint32_t)ref->n_gen);
     q.ignore_eos = 1; /* as the reference ran */
     struct run *r = calloc(1, sizeof *r);
@@ -692,7 +655,7 @@ START_TEST(test_chat_chatml_reference) {
     struct ref *ref = &ref_storage;
     memset(ref, 0, sizeof *ref);
     if (!have_model(QWEN) || !load_ref("tiny-qwen2/f32.chat.txt", ref)) return;
-    struct proc *p = spawn_ready(QWEN, NULL);
+    struct tu_proc *p = spawn_ready(QWEN, NULL);
     Orcd__V1__ChatMessage m = ORCD__V1__CHAT_MESSAGE__INIT, *mp = &m;
     m.role = "user";
     m.content = "Write a haiku about GPUs.";
@@ -778,7 +741,7 @@ END_TEST
 
 START_TEST(test_chat_unknown_template) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__ChatMessage m = ORCD__V1__CHAT_MESSAGE__INIT, *mp = &m;
     m.role = "user";
     m.content = "hello";
@@ -802,7 +765,7 @@ END_TEST
 
 START_TEST(test_seeded_sampling_deterministic) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 64);
     q.temperature = 0.8f;
     q.seed = 1234;
@@ -820,7 +783,7 @@ START_TEST(test_seeded_sampling_deterministic) {
         run_free(r);
     }
     /* a second worker process gives the same stream */
-    struct proc *p2 = spawn_ready(STORIES, NULL);
+    struct tu_proc *p2 = spawn_ready(STORIES, NULL);
     infer(p2, 1, &q, r);
     ck_assert_mem_eq(r->ids, first->ids, sizeof(int32_t) * (size_t)first->n);
     run_free(r);
@@ -855,7 +818,7 @@ END_TEST
 
 START_TEST(test_logprobs) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 8);
     q.logprobs = 5;
     req_infer(p, 1, &q);
@@ -888,7 +851,7 @@ START_TEST(test_token_ids_input) {
     struct ref *ref = &ref_storage;
     memset(ref, 0, sizeof *ref);
     if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__TokenIds ti = ORCD__V1__TOKEN_IDS__INIT;
     ti.n_ids = (size_t)ref->n_prompt;
     ti.ids = ref->prompt_ids;
@@ -914,7 +877,7 @@ START_TEST(test_stop_string_split_across_tokens) {
     struct ref *ref = &ref_storage;
     memset(ref, 0, sizeof *ref);
     if (!have_model(STORIES) || !load_ref("stories260K/once.txt", ref)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     /* " named" and " Lily" are separate tokens (395 317): "med Li" spans them */
     const char *stop = "med Li";
     const char *at = strstr(ref->text, stop);
@@ -1027,7 +990,7 @@ START_TEST(test_utf8_split_across_tokens) {
     struct wk_model *model = calloc(1, sizeof *model);
     char err[256];
     ck_assert_int_eq(wk_model_load(model_path(QWEN), model, err, sizeof err), WK_STATUS_OK);
-    struct proc *p = spawn_ready(QWEN, NULL);
+    struct tu_proc *p = spawn_ready(QWEN, NULL);
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 96);
     q.temperature = 1.5f;
     q.ignore_eos = 1;
@@ -1082,7 +1045,7 @@ END_TEST
 
 START_TEST(test_cancel_running) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = long_request();
     struct run *r = calloc(1, sizeof *r);
     req_infer(p, 10, &q);
@@ -1128,7 +1091,7 @@ END_TEST
 
 START_TEST(test_health_during_generation) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = long_request();
     struct run *r = calloc(1, sizeof *r);
     req_infer(p, 20, &q);
@@ -1161,7 +1124,7 @@ END_TEST
 START_TEST(test_queue_full_and_cancel_queued) {
     if (!have_model(STORIES)) return;
     const char *extra[] = {"--max-queue", "1", NULL};
-    struct proc *p = spawn_ready(STORIES, extra);
+    struct tu_proc *p = spawn_ready(STORIES, extra);
     Orcd__V1__InferRequest a = long_request(), b = mk_prompt("Once", 8);
     struct run *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb), *rc = calloc(1, sizeof *rc);
     req_infer(p, 30, &a);
@@ -1219,7 +1182,7 @@ END_TEST
 
 // --- tests: malformed input -------------------------------------------------------
 
-static void expect_plain_error(struct proc *p, uint64_t id, const char *needle) {
+static void expect_plain_error(struct tu_proc *p, uint64_t id, const char *needle) {
     Resp *m = recv_resp(p);
     ck_assert_int_eq(m->body_case, ORCD__V1__RESPONSE__BODY_ERROR);
     ck_assert_uint_eq(m->id, id);
@@ -1232,7 +1195,7 @@ static void expect_plain_error(struct proc *p, uint64_t id, const char *needle) 
 START_TEST(test_malformed_recoverable) {
     if (!have_model(STORIES)) return;
     const char *extra[] = {"--max-frame", "4096", NULL};
-    struct proc *p = spawn_ready(STORIES, extra);
+    struct tu_proc *p = spawn_ready(STORIES, extra);
     uint64_t ok = 1000;
 
     /* oversized frame: drained, answered, stream stays in sync */
@@ -1381,7 +1344,7 @@ END_TEST
 /* A fatal framing error while a request runs: Error id 0 naming the problem,
  * the running request ends (Done), exit status 3. */
 static void fatal_case(const uint8_t *bytes, size_t len, bool then_eof, const char *needle) {
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = long_request();
     struct run *r = calloc(1, sizeof *r);
     req_infer(p, 50, &q);
@@ -1432,7 +1395,7 @@ END_TEST
 enum how { BY_REQUEST, BY_EOF, BY_SIGTERM, BY_SIGINT };
 
 static void shutdown_case(enum how how) {
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     Orcd__V1__InferRequest q = long_request(), b = mk_prompt("Once", 8);
     struct run *r = calloc(1, sizeof *r), *rb = calloc(1, sizeof *rb);
     req_infer(p, 60, &q);
@@ -1482,7 +1445,7 @@ END_TEST
 
 START_TEST(test_shutdown_idle_and_after) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     req_shutdown(p, 1);
     const char *why = "";
     ck_assert_ptr_null(recv_resp_opt(p, TIMEOUT_MS, &why));
@@ -1494,7 +1457,7 @@ END_TEST
 
 START_TEST(test_stdout_closed_no_sigpipe_death) {
     if (!have_model(STORIES)) return;
-    struct proc *p = spawn_ready(STORIES, NULL);
+    struct tu_proc *p = spawn_ready(STORIES, NULL);
     close(p->from); /* nobody reads the worker's output any more */
     p->from = open("/dev/null", O_RDONLY);
     Orcd__V1__InferRequest q = mk_prompt("Once upon a time", 50);
