@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/dot.h"
 #include "loader/quants.h"
 
 // --- thread pool --------------------------------------------------------------
@@ -122,19 +123,16 @@ struct matmul_job {
     size_t row_bytes;
 };
 
-/* Rows are split into contiguous ranges per thread; a single token uses the
- * fused dequantize-dot (wk_dot_rows), a batch dequantizes each weight row
- * once and dots it with every token (wk_matmul_rows). */
+/* Rows are split into contiguous ranges per thread. Every call goes through
+ * wk_matmul_rows, whatever n_tok: a row's result depends only on that weight
+ * row and that token's x (its summation order is fixed by the tile shape, not
+ * by the batch), which is what makes the forward batch-invariant. */
 static void matmul_worker(void *varg, int ith, int nth) {
     struct matmul_job *j = varg;
     const int64_t n_in = j->W->ne[0], n_out = j->W->ne[1];
     const int64_t r0 = n_out * ith / nth, r1 = n_out * (ith + 1) / nth;
-    const uint8_t *base = j->W->data;
     if (r1 <= r0) return;
-    if (j->n_tok == 1)
-        wk_dot_rows(j->W->type, base + r0 * j->row_bytes, j->row_bytes, (int)(r1 - r0), j->x, n_in, j->y + r0);
-    else
-        wk_matmul_rows(j->W->type, base, j->row_bytes, n_in, (int)r0, (int)r1, j->x, j->n_tok, j->y, (int)n_out);
+    wk_matmul_rows(j->W->type, j->W->data, j->row_bytes, n_in, (int)r0, (int)r1, j->x, j->n_tok, j->y, (int)n_out);
 }
 
 void cpu_matmul(struct cpu_pool *p, const struct wk_tensor *W, const float *x, int n_tok, float *y) {
@@ -142,13 +140,11 @@ void cpu_matmul(struct cpu_pool *p, const struct wk_tensor *W, const float *x, i
     cpu_pool_run_work(p, matmul_worker, &j, W->ne[0] * W->ne[1] * n_tok);
 }
 
-void cpu_rope(float *v, int n_heads, int head_dim, int rope_dim, int pos, float theta,
-              enum wk_rope_type type) {
-    const int half = rope_dim / 2;
+void cpu_rope(float *v, int n_heads, int head_dim, const struct wk_rope *r, int pos, enum wk_rope_type type) {
+    const int half = r->dim / 2;
     for (int i = 0; i < half; i++) {
-        /* angle in double: the same value for every head and every backend */
-        double ang = (double)pos * pow((double)theta, -2.0 * i / rope_dim);
-        float c = (float)cos(ang), s = (float)sin(ang);
+        float c, s;
+        wk_rope_cos_sin(r, pos, i, &c, &s);
         for (int h = 0; h < n_heads; h++) {
             float *hv = v + (size_t)h * head_dim;
             int a = type == WK_ROPE_NEOX ? i : 2 * i;
@@ -156,6 +152,21 @@ void cpu_rope(float *v, int n_heads, int head_dim, int rope_dim, int pos, float 
             float x0 = hv[a], x1 = hv[b];
             hv[a] = x0 * c - x1 * s;
             hv[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void cpu_glu(float *gate, const float *up, size_t n, enum wk_act act) {
+    if (act == WK_ACT_GELU_TANH) {
+        const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+        for (size_t i = 0; i < n; i++) {
+            float g = gate[i];
+            gate[i] = 0.5f * g * (1.0f + tanhf(k * (g + 0.044715f * g * g * g))) * up[i];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float g = gate[i];
+            gate[i] = g / (1.0f + expf(-g)) * up[i];
         }
     }
 }

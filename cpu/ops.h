@@ -4,6 +4,7 @@
 #ifndef WK_CPU_OPS_H
 #define WK_CPU_OPS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "loader/model.h"
@@ -28,11 +29,13 @@ void cpu_rmsnorm(const float *x, const float *w, float *out, int n, float eps);
  * the pool. */
 void cpu_matmul(struct cpu_pool *p, const struct wk_tensor *W, const float *x, int n_tok, float *y);
 
-/* Rotary embedding in place on n_heads heads of head_dim at position pos:
- * NORM rotates pairs (2i, 2i+1), NEOX pairs (i, i + rope_dim/2), for
- * i < rope_dim/2, angle pos * theta^(-2i/rope_dim). */
-void cpu_rope(float *v, int n_heads, int head_dim, int rope_dim, int pos, float theta,
-              enum wk_rope_type type);
+/* Rotary embedding in place on n_heads heads of head_dim at position pos,
+ * angles from core/rope.h: NORM rotates pairs (2i, 2i+1), NEOX pairs
+ * (i, i + dim/2), for i < dim/2. */
+void cpu_rope(float *v, int n_heads, int head_dim, const struct wk_rope *r, int pos, enum wk_rope_type type);
+
+/* gate[i] = act(gate[i]) * up[i]: SiLU (SwiGLU) or tanh-GELU (GeGLU). */
+void cpu_glu(float *gate, const float *up, size_t n, enum wk_act act);
 
 /* One row of the embedding table (any type) into out (n_embd floats). */
 void cpu_embed_row(const struct wk_tensor *tok_embd, int32_t id, float *out);

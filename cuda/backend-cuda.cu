@@ -24,7 +24,7 @@
 
 #include "cuda/kernels.cuh"
 #include "loader/model.h"
-#include "worker/backend.h"
+#include "core/backend.h"
 
 #define CUBLAS_TRY(x)                                                                      \
     do {                                                                                   \

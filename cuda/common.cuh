@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "loader/quants.h"
-#include "worker/status.h"
+#include "core/status.h"
 
 // --- error checks -----------------------------------------------------------
 

@@ -9,7 +9,7 @@
 #include <cublas_v2.h>
 
 #include "cuda/common.cuh"
-#include "worker/backend.h"
+#include "core/backend.h"
 
 /* Decode matrix-vector product (see struct wk_mv_args). n_sm bounds the grid;
  * the kernel strides over the work units. */
@@ -101,7 +101,7 @@ void wk_cu_sampler_init(wk_cu_sampler *s, int n_vocab, int hist_cap, uint8_t *me
  * appended to the decode graph so the common case needs no extra launch. */
 cudaError_t wk_cu_sample_greedy(wk_cu_sampler *s, const float *logits, wk_cu_sample_res *res, cudaStream_t st);
 
-/* Enqueue sampling of logits (n_vocab f32, device) per p (see worker/sample.h);
+/* Enqueue sampling of logits (n_vocab f32, device) per p (see core/sample.h);
  * the result lands in s->res. hist: the (at most hist_cap) last history ids,
  * already on the device. */
 cudaError_t wk_cu_sample(wk_cu_sampler *s, const float *logits, const struct wk_sampling *p,

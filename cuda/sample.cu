@@ -1,5 +1,5 @@
 /* sample.cu — the sampler on the GPU, mirroring worker/sample.c step by step
- * (see worker/sample.h): repetition penalty, greedy argmax (ties to the lower
+ * (see core/sample.h): repetition penalty, greedy argmax (ties to the lower
  * id), temperature, top-k, softmax (weights in double, relative to the max),
  * top-p, min-p, renormalization and the draw u = wk_rng_u01(seed, step) over
  * the order (value descending, id ascending); logprob and top-N from the
@@ -15,7 +15,7 @@
 #include <math.h>
 
 #include "cuda/kernels.cuh"
-#include "worker/rng.h"
+#include "core/rng.h"
 
 #define RED_THREADS 256
 #define SEL_THREADS 1024

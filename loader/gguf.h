@@ -30,7 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "worker/status.h"
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {

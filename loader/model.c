@@ -3,6 +3,7 @@
  * See model.h for the tensor shapes. */
 #include "loader/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,10 @@ static wk_status load_hparams(struct wk_model *m, char *err, size_t err_len) {
                        "wk_model_load: head_dim %d / rope dimension %d must be even with rope <= head",
                        hp->head_dim, hp->rope_dim);
     hp->rope_type = m->arch == WK_ARCH_QWEN2 ? WK_ROPE_NEOX : WK_ROPE_NORM;
+    hp->act = WK_ACT_SILU;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    hp->rope_attn_factor = 1.0f;
     return WK_STATUS_OK;
 }
 
@@ -159,6 +164,7 @@ static wk_status map_tensors(struct wk_model *m, char *err, size_t err_len) {
         MAP(&L->w_gate, NM("ffn_gate.weight"), E, F, true, false);
         MAP(&L->w_up, NM("ffn_up.weight"), E, F, true, false);
         MAP(&L->w_down, NM("ffn_down.weight"), F, E, true, false);
+        L->rope_theta = hp->rope_theta;
 #undef NM
     }
 #undef MAP
@@ -257,4 +263,17 @@ void wk_model_free(struct wk_model *m) {
     gguf_file_close(&m->gguf);
     memset(m, 0, sizeof *m);
     m->gguf.fd = -1;
+}
+
+struct wk_rope wk_model_rope(const struct wk_model *m, int layer, int n_ctx) {
+    const struct wk_hparams *hp = &m->hp;
+    const struct wk_tensor *f = hp->n_ctx_orig > 0 && n_ctx > hp->n_ctx_orig ? &m->rope_factors_long
+                                                                             : &m->rope_factors_short;
+    struct wk_rope r = {
+        .dim = hp->rope_dim,
+        .theta = m->layers[layer].rope_theta,
+        .freq_factors = f->data,
+        .attn_factor = hp->rope_attn_factor,
+    };
+    return r;
 }

@@ -1,8 +1,28 @@
 /* model.h — architecture hyper-parameters and the tensor map of a GGUF model.
  *
- * Supported architectures (general.architecture):
- *   llama  NORM rope (adjacent pairs), optional q/k/v biases (none usually)
- *   qwen2  NEOX rope (halves), q/k/v biases, tied output when output.weight absent
+ * Every architecture is one entry of the architecture table (loader/arch.c):
+ * the loader reads the entry and fills the description below, so the backends
+ * walk one general forward pass and never test which architecture runs:
+ *
+ *   x = embed(token) * embd_scale
+ *   per layer l:
+ *     h = rmsnorm(x) * attn_norm
+ *     q = Wq h + bq; k = Wk h + bk; v = Wv h + bv        (biases when present)
+ *     q, k per head: rmsnorm(.) * attn_q_norm / attn_k_norm  (when present)
+ *     rope(q), rope(k) with layer l's wk_rope (wk_model_rope)
+ *     a = softmax(attn_scale * q Kᵀ, causal, window) V   (GQA; window 0 = all)
+ *     o = Wo a; o = rmsnorm(o) * attn_post_norm           (when present)
+ *     x += o
+ *     h = rmsnorm(x) * ffn_norm
+ *     f = Wdown (act(Wgate h) ⊙ Wup h)                    act: SiLU | tanh-GELU
+ *     f = rmsnorm(f) * ffn_post_norm                      (when present)
+ *     x += f
+ *   logits = output · (rmsnorm(x) * output_norm)
+ * Every rmsnorm uses hp.rms_eps. Fused tensors in the file (phi3's attn_qkv,
+ * its gate+up ffn_up) are split by the loader into row-range views, so
+ * wq/wk/wv and w_gate/w_up are always separate matrices here.
+ *
+ * Supported architectures (general.architecture): see loader/arch.c.
  *
  * Tensor shapes as GGUF stores them (ne[0] innermost = the input dimension):
  *   token_embd.weight        {n_embd, n_vocab}
@@ -25,9 +45,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/rope.h"
 #include "loader/gguf.h"
 #include "loader/tokenizer.h"
-#include "worker/status.h"
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +56,8 @@ extern "C" {
 
 enum wk_arch { WK_ARCH_LLAMA = 0, WK_ARCH_QWEN2 = 1 };
 enum wk_rope_type { WK_ROPE_NORM = 0, WK_ROPE_NEOX = 2 };
+/* The gated FFN's activation: SwiGLU (silu) or GeGLU with the tanh GELU. */
+enum wk_act { WK_ACT_SILU = 0, WK_ACT_GELU_TANH = 1 };
 
 /* A view of one tensor in the mapped file. data == NULL means "absent"
  * (only for optional tensors: biases, output). */
@@ -48,11 +71,18 @@ struct wk_tensor {
 
 struct wk_layer {
     struct wk_tensor attn_norm;        /* {n_embd} f32 */
-    struct wk_tensor wq, wk, wv;       /* see header comment */
+    struct wk_tensor wq, wk, wv;       /* see header comment (may be views of one fused tensor) */
     struct wk_tensor bq, bk, bv;       /* biases, data == NULL when absent */
+    struct wk_tensor attn_q_norm;      /* {head_dim} f32, per-head norm of q; data NULL when absent */
+    struct wk_tensor attn_k_norm;      /* {head_dim} f32, per-head norm of k; data NULL when absent */
     struct wk_tensor wo;
+    struct wk_tensor attn_post_norm;   /* {n_embd} f32, norm of Wo a before the add; NULL when absent */
     struct wk_tensor ffn_norm;
-    struct wk_tensor w_gate, w_up, w_down;
+    struct wk_tensor w_gate, w_up, w_down; /* gate/up may be views of one fused tensor */
+    struct wk_tensor ffn_post_norm;    /* {n_embd} f32, norm of the FFN output before the add; NULL when absent */
+    int window;                        /* sliding window: a query at position p sees keys k
+                                        * with p - window < k <= p; 0 = every earlier key */
+    float rope_theta;                  /* this layer's rope base (local layers may differ) */
 };
 
 struct wk_hparams {
@@ -65,10 +95,20 @@ struct wk_hparams {
     int head_dim;     /* n_embd / n_head unless attention.key_length says */
     int n_ff;
     int rope_dim;     /* rotated dims per head (rope.dimension_count; default head_dim) */
-    float rope_theta; /* rope.freq_base; default 10000 */
+    float rope_theta; /* rope.freq_base; default 10000 (global layers) */
     float rms_eps;    /* attention.layer_norm_rms_epsilon */
     enum wk_rope_type rope_type;
+    enum wk_act act;  /* FFN activation */
+    float embd_scale; /* the embedding row is multiplied by this (1, or sqrt(n_embd) for gemma3) */
+    float attn_scale; /* scores = attn_scale * q·k (1/sqrt(head_dim) unless the arch says) */
+    int n_swa;        /* sliding window of the local layers; 0 = none */
+    /* LongRoPE (phi3): frequency factors chosen by the configured context
+     * (long when n_ctx > n_ctx_orig, as llama.cpp does), and the cos/sin scale. */
+    int n_ctx_orig;              /* rope.scaling.original_context_length; 0 = none */
+    float rope_attn_factor;      /* 1 = none */
 };
+
+struct wk_arch_desc;
 
 struct wk_model {
     struct gguf_file gguf; /* owns the mapping every tensor view borrows */
@@ -79,13 +119,21 @@ struct wk_model {
     struct wk_tensor tok_embd;
     struct wk_tensor output_norm;
     struct wk_tensor output;  /* == tok_embd's view when tied */
+    struct wk_tensor rope_factors_long, rope_factors_short; /* {rope_dim/2} f32; NULL when absent */
     bool tied_output;
     struct wk_layer *layers;  /* n_layer entries, owned */
     struct wk_vocab vocab;
     uint64_t n_params;        /* elements in all tensors */
     uint64_t weight_bytes;    /* bytes of all tensors */
-    char ftype_name[32];      /* dominant matrix type, e.g. "q4_K" (for Health) */
+    char ftype_name[32];      /* the file type: general.file_type ("Q4_K_M"), else the
+                               * dominant matrix type ("q4_K") */
+    const struct wk_arch_desc *desc; /* the architecture table's entry (loader/arch.h) */
 };
+
+/* The rope of layer `layer` when sequences run up to n_ctx positions:
+ * dim, the layer's base, the frequency factors (long or short by n_ctx, see
+ * wk_hparams) and the attention factor. Borrows from m. */
+struct wk_rope wk_model_rope(const struct wk_model *m, int layer, int n_ctx);
 
 /* Open, validate and map a model: GGUF, architecture, every tensor by name and
  * shape, and the tokenizer. On error nothing stays allocated; err names the

@@ -1,5 +1,5 @@
 /* quants.h — ggml weight types: block layouts, sizes, dequantization, and the
- * CPU dot products the reference backend uses.
+ * the half/bfloat16 conversions (the CPU dot products are in cpu/dot.h).
  *
  * Block layouts (ggml, little-endian; d/m are fp16 unless noted):
  *   F32   4 bytes/elem          F16  2 bytes (IEEE half)   BF16 2 bytes
@@ -66,30 +66,9 @@ float wk_bf16_to_f32(uint16_t h);
 /* Dequantize n elements (n % block_size == 0) starting at a block boundary. */
 void wk_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n);
 
-/* dot(row, x) for one row of n elements of `type` against fp32 x, computed in
- * fp32 the way dequantize-then-dot would (the CPU backend's matmul kernel). */
-float wk_dot_row(uint32_t type, const void *row, const float *x, int64_t n);
-
-/* --- added by the quants module (loader/quants.c) --- */
-
 /* Note on wk_type_info: it returns non-NULL only for ids < GGML_TYPE__COUNT,
  * so arrays sized GGML_TYPE__COUNT can be indexed by any type it knows.
  * (Newer ggml ids 40 nvfp4 and 41 q1_0 are therefore reported as unknown.) */
-
-/* y[r] = wk_dot_row(type, w + r*row_stride_bytes, x, n) for r < n_rows. */
-void wk_dot_rows(uint32_t type, const void *w, size_t row_stride_bytes, int n_rows,
-                 const float *x, int64_t n, float *y);
-
-/* Batched matmul tile for prefill: for rows r in [r0, r1) of the weight
- * matrix w (row r at w + r*row_stride_bytes, n elements each) and tokens
- * t < n_tok,
- *     y[t*n_out + r] = dot(row r, x + t*n)
- * x: (n_tok, n) fp32, y: (n_tok, n_out) fp32; only columns [r0, r1) of y are
- * written. Each weight row is dequantized once per call (in tiles of 4 rows ×
- * 1024 elements held in L1) and dotted with all n_tok inputs. Threads split
- * [r0, r1). Equals per-token wk_dot_row up to fp32 summation order. */
-void wk_matmul_rows(uint32_t type, const void *w, size_t row_stride_bytes, int64_t n,
-                    int r0, int r1, const float *x, int n_tok, float *y, int n_out);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,7 @@
 
 #include "loader/gguf.h"
 #include "loader/tokenizer.h"
-#include "worker/status.h"
+#include "core/status.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>

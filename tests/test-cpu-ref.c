@@ -14,7 +14,7 @@
 
 #include "loader/model.h"
 #include "tests/testutil.h"
-#include "worker/backend.h"
+#include "core/backend.h"
 
 
 /* Greedy-generate n tokens after the prompt; returns the count generated. */
@@ -22,16 +22,16 @@ static size_t greedy(struct wk_backend *b, const int32_t *prompt, size_t np, int
     char err[256];
     int32_t *hist = malloc((np + n) * sizeof *hist);
     memcpy(hist, prompt, np * sizeof *hist);
-    ck_assert_int_eq(b->ops->forward(b, prompt, (int)np, 0, NULL, false, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_forward_one(b, prompt, (int)np, 0, NULL, false, err, sizeof err), WK_STATUS_OK);
     struct wk_sampling g = {.temperature = 0, .top_p = 1, .repetition_penalty = 1};
     size_t k = 0;
     for (; k < n; k++) {
         struct wk_sample_out so;
-        ck_assert_int_eq(b->ops->sample(b, &g, hist, np + k, k, &so, err, sizeof err), WK_STATUS_OK);
+        ck_assert_int_eq(wk_backend_sample_one(b, &g, hist, np + k, k, &so, err, sizeof err), WK_STATUS_OK);
         out[k] = so.token;
         hist[np + k] = so.token;
         if (k + 1 < n)
-            ck_assert_int_eq(b->ops->forward(b, &so.token, 1, (int)(np + k), NULL, false, err, sizeof err), WK_STATUS_OK);
+            ck_assert_int_eq(wk_backend_forward_one(b, &so.token, 1, (int)(np + k), NULL, false, err, sizeof err), WK_STATUS_OK);
     }
     free(hist);
     return k;
@@ -42,9 +42,9 @@ static float *teacher_logits(struct wk_backend *b, const int32_t *prompt, size_t
     char err[256];
     int V = b->model->hp.n_vocab;
     float *rows = malloc((ng + 1) * (size_t)V * sizeof *rows);
-    ck_assert_int_eq(b->ops->forward(b, prompt, (int)np, 0, rows, false, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_forward_one(b, prompt, (int)np, 0, rows, false, err, sizeof err), WK_STATUS_OK);
     for (size_t k = 0; k < ng; k++)
-        ck_assert_msg(b->ops->forward(b, &gen[k], 1, (int)(np + k), rows + (k + 1) * V, false, err, sizeof err) ==
+        ck_assert_msg(wk_backend_forward_one(b, &gen[k], 1, (int)(np + k), rows + (k + 1) * V, false, err, sizeof err) ==
                           WK_STATUS_OK, "%s", err);
     return rows;
 }
@@ -80,7 +80,7 @@ START_TEST(stories_greedy_100) {
     free(toks);
 
     struct wk_backend *b;
-    ck_assert_int_eq(wk_backend_cpu_create(m, 256, 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_cpu_create(m, &(struct wk_backend_config){.n_ctx = 256}, &b, err, sizeof err), WK_STATUS_OK);
     int32_t got[100];
     greedy(b, prompt, np, got, 100);
     for (size_t i = 0; i < 100; i++) ck_assert_msg(got[i] == want[i], "token %zu: got %d want %d", i, got[i], want[i]);
@@ -116,7 +116,7 @@ START_TEST(qwen_f32_greedy) {
     if (!m) return;
     char ref[512], err[256];
     struct wk_backend *b;
-    ck_assert_int_eq(wk_backend_cpu_create(m, 256, 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_cpu_create(m, &(struct wk_backend_config){.n_ctx = 256}, &b, err, sizeof err), WK_STATUS_OK);
     for (int p = 0; p < 2; p++) {
         char rel[128];
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/f32.%s.txt", prompts[p]);
@@ -151,7 +151,7 @@ START_TEST(qwen_variants_exact) {
     struct wk_model *m = load(rel);
     if (!m) return;
     struct wk_backend *b;
-    ck_assert_int_eq(wk_backend_cpu_create(m, 256, 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_cpu_create(m, &(struct wk_backend_config){.n_ctx = 256}, &b, err, sizeof err), WK_STATUS_OK);
     const int V = m->hp.n_vocab;
     for (int p = 0; p < 2; p++) {
         snprintf(rel, sizeof rel, "reference/tiny-qwen2/%s.%s.exact.txt", v, prompts[p]);
@@ -207,23 +207,23 @@ START_TEST(prefill_equals_steps) {
     if (!m) return;
     char err[256];
     struct wk_backend *b;
-    ck_assert_int_eq(wk_backend_cpu_create(m, 256, 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_cpu_create(m, &(struct wk_backend_config){.n_ctx = 256}, &b, err, sizeof err), WK_STATUS_OK);
     int32_t ids[100];
     for (int i = 0; i < 100; i++) ids[i] = (i * 37 + 11) % 1000;
     const int V = m->hp.n_vocab;
     float *batch = malloc((size_t)100 * V * sizeof(float)), *step = malloc((size_t)V * sizeof(float));
-    ck_assert_int_eq(b->ops->forward(b, ids, 100, 0, batch, true, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_forward_one(b, ids, 100, 0, batch, true, err, sizeof err), WK_STATUS_OK);
     double worst = 0;
     for (int i = 0; i < 100; i++) {
-        ck_assert_int_eq(b->ops->forward(b, &ids[i], 1, i, step, false, err, sizeof err), WK_STATUS_OK);
+        ck_assert_int_eq(wk_backend_forward_one(b, &ids[i], 1, i, step, false, err, sizeof err), WK_STATUS_OK);
         double e = tu_rel_l2(step, batch + (size_t)i * V, V);
         if (e > worst) worst = e;
     }
     ck_assert_msg(worst < 1e-5, "batch vs steps rel L2 %g", worst);
     /* out of context, bad ids */
-    ck_assert_int_eq(b->ops->forward(b, ids, 10, 250, NULL, false, err, sizeof err), WK_STATUS_OUT_OF_RANGE);
+    ck_assert_int_eq(wk_backend_forward_one(b, ids, 10, 250, NULL, false, err, sizeof err), WK_STATUS_OUT_OF_RANGE);
     int32_t bad = V;
-    ck_assert_int_eq(b->ops->forward(b, &bad, 1, 0, NULL, false, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(wk_backend_forward_one(b, &bad, 1, 0, NULL, false, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
     free(batch); free(step);
     wk_backend_free(b);
     wk_model_free(m);

@@ -26,8 +26,8 @@
 #include "loader/model.h"
 #include "loader/quants.h"
 #include "tests/testutil.h"
-#include "worker/backend.h"
-#include "worker/sample.h"
+#include "core/backend.h"
+#include "core/sample.h"
 
 #define CTX 256
 
@@ -56,7 +56,7 @@ static void unload(struct wk_model *m) {
 static struct wk_backend *cuda(const struct wk_model *m, int n_ctx) {
     char err[512];
     struct wk_backend *b = NULL;
-    wk_status s = wk_backend_cuda_create(m, n_ctx, 0, &b, err, sizeof err);
+    wk_status s = wk_backend_cuda_create(m, &(struct wk_backend_config){.n_ctx = n_ctx}, &b, err, sizeof err);
     ck_assert_msg(s == WK_STATUS_OK, "cuda create: %s", err);
     return b;
 }
@@ -64,13 +64,13 @@ static struct wk_backend *cuda(const struct wk_model *m, int n_ctx) {
 static struct wk_backend *cpu(const struct wk_model *m, int n_ctx) {
     char err[512];
     struct wk_backend *b = NULL;
-    ck_assert_int_eq(wk_backend_cpu_create(m, n_ctx, 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_cpu_create(m, &(struct wk_backend_config){.n_ctx = n_ctx}, &b, err, sizeof err), WK_STATUS_OK);
     return b;
 }
 
 static void fwd(struct wk_backend *b, const int32_t *t, int n, int pos, float *logits, bool all) {
     char err[512];
-    wk_status s = b->ops->forward(b, t, n, pos, logits, all, err, sizeof err);
+    wk_status s = wk_backend_forward_one(b, t, n, pos, logits, all, err, sizeof err);
     ck_assert_msg(s == WK_STATUS_OK, "%s forward(n=%d, pos=%d): %s", b->ops->name, n, pos, err);
 }
 
@@ -231,7 +231,7 @@ static void greedy(struct wk_backend *b, const int32_t *prompt, size_t np, int32
     struct wk_sampling gp = {.temperature = 0, .top_p = 1, .repetition_penalty = 1};
     for (size_t k = 0; k < n; k++) {
         struct wk_sample_out so;
-        ck_assert_msg(b->ops->sample(b, &gp, hist, np + k, k, &so, err, sizeof err) == WK_STATUS_OK, "%s", err);
+        ck_assert_msg(wk_backend_sample_one(b, &gp, hist, np + k, k, &so, err, sizeof err) == WK_STATUS_OK, "%s", err);
         out[k] = so.token;
         hist[np + k] = so.token;
         if (k + 1 < n) fwd(b, &so.token, 1, (int)(np + k), NULL, false);
@@ -309,9 +309,9 @@ START_TEST(long_context) {
     ck_assert_msg(e_p < TOL_PREFILL && e_d < TOL_DECODE, "long context: %g %g", e_p, e_d);
     /* past the context: refused */
     char err[256];
-    ck_assert_int_eq(g->ops->forward(g, ids, 10, ctx - 5, NULL, false, err, sizeof err), WK_STATUS_OUT_OF_RANGE);
+    ck_assert_int_eq(wk_backend_forward_one(g, ids, 10, ctx - 5, NULL, false, err, sizeof err), WK_STATUS_OUT_OF_RANGE);
     int32_t bad = V;
-    ck_assert_int_eq(g->ops->forward(g, &bad, 1, 0, NULL, false, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
+    ck_assert_int_eq(wk_backend_forward_one(g, &bad, 1, 0, NULL, false, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
     free(ids); free(lg); free(lc);
     wk_backend_free(g);
     wk_backend_free(c);
@@ -357,7 +357,7 @@ START_TEST(sampler_vs_cpu) {
                     memset(&og, 0, sizeof og);
                     memset(&oc, 0, sizeof oc);
                     uint64_t step = seed * 3;
-                    ck_assert_msg(g->ops->sample(g, &p, hist, 96, step, &og, err, sizeof err) == WK_STATUS_OK, "%s", err);
+                    ck_assert_msg(wk_backend_sample_one(g, &p, hist, 96, step, &og, err, sizeof err) == WK_STATUS_OK, "%s", err);
                     wk_sample_logits(logits, V, &p, hist, 96, step, scratch, &oc);
                     checked++;
                     bool ok = og.token == oc.token && fabsf(og.logprob - oc.logprob) <= 1e-4f + 1e-5f * fabsf(oc.logprob) &&
@@ -395,7 +395,7 @@ static void run_request(struct wk_backend *b, const int32_t *prompt, size_t np, 
                             .repeat_last_n = 64, .seed = 424242, .n_logprobs = 2};
     for (int k = 0; k < n; k++) {
         struct wk_sample_out so;
-        ck_assert_msg(b->ops->sample(b, &p, hist, np + k, (uint64_t)k, &so, err, sizeof err) == WK_STATUS_OK, "%s", err);
+        ck_assert_msg(wk_backend_sample_one(b, &p, hist, np + k, (uint64_t)k, &so, err, sizeof err) == WK_STATUS_OK, "%s", err);
         hist[np + k] = so.token;
         stream[2 * k] = (uint32_t)so.token;
         memcpy(&stream[2 * k + 1], &so.logprob, 4);
@@ -444,7 +444,7 @@ int main(void) {
         return 1;
     }
     struct wk_backend *b = NULL;
-    wk_status s = wk_backend_cuda_create(&probe, 16, 0, &b, err, sizeof err);
+    wk_status s = wk_backend_cuda_create(&probe, &(struct wk_backend_config){.n_ctx = 16}, &b, err, sizeof err);
     wk_backend_free(b);
     wk_model_free(&probe);
     if (s == WK_STATUS_UNAVAILABLE) {

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cpu/dot.h"
 #include "loader/quants.h"
 #include "tests/testutil.h"
 

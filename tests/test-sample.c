@@ -13,8 +13,8 @@
 #include <time.h>
 
 #include "tests/testutil.h"
-#include "worker/rng.h"
-#include "worker/sample.h"
+#include "core/rng.h"
+#include "core/sample.h"
 
 // ---------------------------------------------------------------------------
 // helpers

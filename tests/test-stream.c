@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "tests/testutil.h"
-#include "worker/rng.h"
+#include "core/rng.h"
 #include "worker/stream.h"
 
 #define FFFD "\xEF\xBF\xBD"

@@ -28,7 +28,8 @@
 #include "tests/testproc.h"
 #include "tests/testutil.h"
 #include "worker.pb-c.h"
-#include "worker/backend.h"
+#include "core/backend.h"
+#include "worker/backend-open.h"
 #include "worker/frame.h"
 #include "worker/generate.h"
 
@@ -1565,21 +1566,21 @@ START_TEST(test_backend_create_devices) {
     struct wk_backend *b = NULL;
     const char *bad[] = {"tpu", "cuda:", "cuda:x", "cuda:-1", "CPU", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        ck_assert_int_eq(wk_backend_create(m, bad[i], 0, &b, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
+        ck_assert_int_eq(wk_backend_open(m, bad[i], &(struct wk_backend_config){.n_ctx = 0}, &b, err, sizeof err), WK_STATUS_INVALID_ARGUMENT);
         ck_assert_ptr_null(b);
         ck_assert_msg(strstr(err, "device"), "'%s': %s", bad[i], err);
     }
     /* n_ctx <= 0: the training context (2048 here), capped at 4096 */
-    ck_assert_int_eq(wk_backend_create(m, "cpu", 0, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_open(m, "cpu", &(struct wk_backend_config){.n_ctx = 0}, &b, err, sizeof err), WK_STATUS_OK);
     ck_assert_int_eq(b->n_ctx, m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
     ck_assert_str_eq(b->ops->name, "cpu");
     wk_backend_free(b);
-    ck_assert_int_eq(wk_backend_create(m, "cpu", 100, &b, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_backend_open(m, "cpu", &(struct wk_backend_config){.n_ctx = 100}, &b, err, sizeof err), WK_STATUS_OK);
     ck_assert_int_eq(b->n_ctx, 100);
     wk_backend_free(b);
     b = NULL;
     /* cuda in a build or on a machine without it: an error, never a crash */
-    wk_status st = wk_backend_create(m, "cuda:0", 0, &b, err, sizeof err);
+    wk_status st = wk_backend_open(m, "cuda:0", &(struct wk_backend_config){.n_ctx = 0}, &b, err, sizeof err);
     if (st == WK_STATUS_OK) wk_backend_free(b);
     else ck_assert_ptr_null(b);
     wk_model_free(m);

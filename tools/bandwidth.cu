@@ -7,7 +7,7 @@
  */
 #include <cuda_runtime.h>
 
-#include "worker/status.h"
+#include "core/status.h"
 
 #define COPY_BYTES ((size_t)1 << 30)
 #define ITERS 10

@@ -3,7 +3,7 @@
  *   orcd-bench MODEL.gguf [--device cuda|cuda:N|cpu] [--n-prompt 512]
  *              [--n-gen 128] [--runs 3] [--ctx N] [--seed N]
  *
- * Measures, in-process through the backend interface (worker/backend.h):
+ * Measures, in-process through the backend interface (core/backend.h):
  *   load      wk_model_load + backend create (weights uploaded on cuda)
  *   prefill   forward of n_prompt random token ids (one warm-up, then `runs`
  *             timed runs; median). The last row's logits are copied back, so
@@ -31,8 +31,9 @@
 
 #include "loader/model.h"
 #include "loader/quants.h"
-#include "worker/backend.h"
-#include "worker/status.h"
+#include "core/backend.h"
+#include "worker/backend-open.h"
+#include "core/status.h"
 
 /* Device-to-device copy bandwidth of the current CUDA device, in bytes (read +
  * written) per second. tools/bandwidth.cu in CUDA builds. */
@@ -150,7 +151,7 @@ int main(int argc, char **argv) {
     if (s) goto fail;
     loaded = true;
     double t_open = now_s() - t0;
-    s = wk_backend_create(&m, device, n_ctx, &b, err, sizeof err);
+    s = wk_backend_open(&m, device, &(struct wk_backend_config){.n_ctx = n_ctx}, &b, err, sizeof err);
     if (s) goto fail;
     double t_load = now_s() - t0;
     fprintf(stderr, "orcd-bench: %s on %s: open %.3fs, load %.3fs, n_ctx %d\n", m.name, b->info.device, t_open,
@@ -186,10 +187,10 @@ int main(int argc, char **argv) {
     /* --- prefill: warm-up, then timed runs */
     for (int r = -1; r < runs; r++) {
         double a = now_s();
-        s = b->ops->forward(b, prompt, n_prompt, 0, logits, false, err, sizeof err);
+        s = wk_backend_forward_one(b, prompt, n_prompt, 0, logits, false, err, sizeof err);
         if (s) goto fail;
         double c = now_s();
-        s = b->ops->sample(b, &greedy, prompt, (size_t)n_prompt, 0, &so, err, sizeof err);
+        s = wk_backend_sample_one(b, &greedy, prompt, (size_t)n_prompt, 0, &so, err, sizeof err);
         if (s) goto fail;
         double d = now_s();
         if (r >= 0) {
@@ -204,15 +205,15 @@ int main(int argc, char **argv) {
     int32_t first_tokens[8] = {0};
     for (int r = 0; r < runs; r++) {
         memcpy(hist, prompt, sizeof(int32_t) * DECODE_PROMPT);
-        s = b->ops->forward(b, hist, DECODE_PROMPT, 0, NULL, false, err, sizeof err);
-        if (!s) s = b->ops->sample(b, &greedy, hist, DECODE_PROMPT, 0, &so, err, sizeof err);
+        s = wk_backend_forward_one(b, hist, DECODE_PROMPT, 0, NULL, false, err, sizeof err);
+        if (!s) s = wk_backend_sample_one(b, &greedy, hist, DECODE_PROMPT, 0, &so, err, sizeof err);
         if (s) { free(hist); goto fail; }
         hist[DECODE_PROMPT] = so.token;
         double a = now_s();
         for (int i = 0; i < n_gen && !s; i++) {
             int pos = DECODE_PROMPT + i;
-            s = b->ops->forward(b, &hist[pos], 1, pos, NULL, false, err, sizeof err);
-            if (!s) s = b->ops->sample(b, &greedy, hist, (size_t)pos + 1, (uint64_t)i + 1, &so, err, sizeof err);
+            s = wk_backend_forward_one(b, &hist[pos], 1, pos, NULL, false, err, sizeof err);
+            if (!s) s = wk_backend_sample_one(b, &greedy, hist, (size_t)pos + 1, (uint64_t)i + 1, &so, err, sizeof err);
             hist[pos + 1] = so.token;
         }
         t_decode[r] = now_s() - a;

@@ -16,7 +16,8 @@
 #include <string.h>
 
 #include "loader/model.h"
-#include "worker/backend.h"
+#include "core/backend.h"
+#include "worker/backend-open.h"
 
 static int parse_ids(const char *s, int32_t **out, size_t *n) {
     size_t cap = 16, k = 0;
@@ -103,7 +104,7 @@ int main(int argc, char **argv) {
         n_gen = (int)n_teacher;
     }
     if (n_ctx <= 0) n_ctx = (int)n_prompt + n_gen + 1;
-    s = wk_backend_create(&m, device, n_ctx, &b, err, sizeof err);
+    s = wk_backend_open(&m, device, &(struct wk_backend_config){.n_ctx = n_ctx}, &b, err, sizeof err);
     if (s != WK_STATUS_OK) { fprintf(stderr, "orcd-logits: %s: %s\n", wk_status_name(s), err); goto done; }
     fprintf(stderr, "orcd-logits: %s on %s, %zu prompt tokens\n", m.name, b->info.device, n_prompt);
 
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < n_prompt; i++) printf(" %d", prompt_ids[i]);
     printf("\n");
 
-    s = b->ops->forward(b, prompt_ids, (int)n_prompt, 0, logits, false, err, sizeof err);
+    s = wk_backend_forward_one(b, prompt_ids, (int)n_prompt, 0, logits, false, err, sizeof err);
     int n_done = 0;
     size_t n_all = n_prompt;
     const struct wk_sampling greedy = {.temperature = 0, .top_p = 1, .repetition_penalty = 1};
@@ -130,7 +131,7 @@ int main(int argc, char **argv) {
             next = teacher[n_done];
         } else {
             struct wk_sample_out so;
-            s = b->ops->sample(b, &greedy, all, n_all, (uint64_t)n_done, &so, err, sizeof err);
+            s = wk_backend_sample_one(b, &greedy, all, n_all, (uint64_t)n_done, &so, err, sizeof err);
             if (s != WK_STATUS_OK) break;
             next = so.token;
             if (!ignore_eos && wk_token_is_eog(&m.vocab, next)) break;
@@ -139,7 +140,7 @@ int main(int argc, char **argv) {
         n_done++;
         /* the logits row at this token's position; the last row is written
          * after the loop's final forward */
-        s = b->ops->forward(b, &next, 1, (int)n_all - 1, logits, false, err, sizeof err);
+        s = wk_backend_forward_one(b, &next, 1, (int)n_all - 1, logits, false, err, sizeof err);
     }
     if (s != WK_STATUS_OK) { fprintf(stderr, "orcd-logits: %s: %s\n", wk_status_name(s), err); goto done; }
 

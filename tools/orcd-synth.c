@@ -51,7 +51,7 @@
 
 #include "loader/model.h"
 #include "loader/quants.h"
-#include "worker/status.h"
+#include "core/status.h"
 
 #define ALIGNMENT 32
 

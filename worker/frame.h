@@ -18,7 +18,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#include "worker/status.h"
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -15,9 +15,9 @@
 #include "loader/chat.h"
 #include "loader/model.h"
 #include "loader/tokenizer.h"
-#include "worker/log.h"
-#include "worker/rng.h"
-#include "worker/sample.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "core/sample.h"
 #include "worker/stream.h"
 
 #define WK_MAX_STOPS 16
@@ -375,7 +375,7 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
         reason = ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED;
         goto done;
     }
-    st = b->ops->forward(b, prompt, (int)n_prompt, 0, NULL, false, err, sizeof err);
+    st = wk_backend_forward_one(b, prompt, (int)n_prompt, 0, NULL, false, err, sizeof err);
     if (st != WK_STATUS_OK) goto fail;
     t_pf1 = wk_now();
 
@@ -387,7 +387,7 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
         }
         struct wk_sample_out so;
         memset(&so, 0, sizeof so);
-        st = b->ops->sample(b, &sp, hist, n_hist, (uint64_t)i, &so, err, sizeof err);
+        st = wk_backend_sample_one(b, &sp, hist, n_hist, (uint64_t)i, &so, err, sizeof err);
         if (st != WK_STATUS_OK) goto fail;
         t_last = wk_now();
         if (i == 0) t_first = t_last;
@@ -421,7 +421,7 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
             wk_stream_flush(stream, &tail, &tail_len);
             break;
         }
-        st = b->ops->forward(b, &so.token, 1, (int)(n_prompt + i), NULL, false, err, sizeof err);
+        st = wk_backend_forward_one(b, &so.token, 1, (int)(n_prompt + i), NULL, false, err, sizeof err);
         if (st != WK_STATUS_OK) goto fail;
     }
 

@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 #include "worker.pb-c.h"
-#include "worker/backend.h"
-#include "worker/status.h"
+#include "core/backend.h"
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {

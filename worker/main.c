@@ -14,14 +14,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "loader/model.h"
-#include "worker/backend.h"
+#include "worker/backend-open.h"
 #include "worker/frame.h"
 #include "worker/generate.h"
-#include "worker/log.h"
 #include "worker/server.h"
 
-#define DEFAULT_CTX_CAP 4096
 
 static const char usage[] =
     "usage: worker-orcd --model PATH [options]\n"
@@ -31,7 +30,7 @@ static const char usage[] =
     "  --model PATH        GGUF model file (required)\n"
     "  --device DEV        auto | cpu | cuda | cuda:N (default auto: cuda:0 when a\n"
     "                      CUDA device is usable, else cpu)\n"
-    "  --ctx N             context length in tokens (default: the model's training\n"
+    "  --ctx N             positions per sequence (default: the model's training\n"
     "                      context, at most 4096)\n"
     "  --max-queue N       Infer requests that may wait behind the running one\n"
     "                      (default 16); more are refused with RESOURCE_EXHAUSTED\n"
@@ -137,10 +136,11 @@ static int parse_args(int argc, char **argv, struct args *a) {
         fprintf(stderr, "worker-orcd: --model is required\n%s", usage);
         return 2;
     }
-    if (strcmp(a->device, "auto") && strcmp(a->device, "cpu") && strcmp(a->device, "cuda") &&
-        strncmp(a->device, "cuda:", 5)) {
-        fprintf(stderr, "worker-orcd: --device: expected auto, cpu, cuda or cuda:N, got '%s'\n",
-                a->device);
+    enum wk_device_kind kind;
+    int index;
+    char err[160];
+    if (wk_device_parse(a->device, &kind, &index, err, sizeof err) != WK_STATUS_OK) {
+        fprintf(stderr, "worker-orcd: --device: %s\n", err);
         return 2;
     }
     return 0;
@@ -167,20 +167,8 @@ static void *signal_main(void *arg) {
 
 static wk_status create_backend(const struct args *a, const struct wk_model *m,
                                 struct wk_backend **b, char *err, size_t err_len) {
-    int n_ctx = a->ctx;
-    if (n_ctx <= 0) {
-        n_ctx = m->hp.n_ctx_train > 0 ? m->hp.n_ctx_train : DEFAULT_CTX_CAP;
-        if (n_ctx > DEFAULT_CTX_CAP) n_ctx = DEFAULT_CTX_CAP;
-    }
-    if (!strcmp(a->device, "auto")) {
-        wk_status st = wk_backend_cuda_create(m, n_ctx, 0, b, err, err_len);
-        if (st == WK_STATUS_OK) return st;
-        if (st != WK_STATUS_UNAVAILABLE && st != WK_STATUS_CUDA) return st; /* e.g. OOM_DEV */
-        wk_log(WK_LOG_INFO, "device auto: no usable CUDA device (%s); using the cpu", err);
-        return wk_backend_cpu_create(m, n_ctx, a->threads, b, err, err_len);
-    }
-    if (!strcmp(a->device, "cpu")) return wk_backend_cpu_create(m, n_ctx, a->threads, b, err, err_len);
-    return wk_backend_create(m, a->device, n_ctx, b, err, err_len);
+    struct wk_backend_config cfg = {.n_ctx = a->ctx, .threads = a->threads};
+    return wk_backend_open(m, a->device, &cfg, b, err, err_len);
 }
 
 int main(int argc, char **argv) {

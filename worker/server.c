@@ -17,7 +17,7 @@
 #include "worker.pb-c.h"
 #include "worker/frame.h"
 #include "worker/generate.h"
-#include "worker/log.h"
+#include "core/log.h"
 
 #define DEFAULT_MAX_QUEUE 16
 

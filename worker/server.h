@@ -25,8 +25,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "worker/backend.h"
-#include "worker/status.h"
+#include "core/backend.h"
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "worker/status.h"
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /* log.c — one line per event on stderr, plain or JSON (see log.h). */
-#include "worker/log.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -21,6 +21,7 @@
     XX(INVALID_ARGUMENT,"INVALID_ARGUMENT",    "invalid argument")          \
     XX(OUT_OF_RANGE,    "OUT_OF_RANGE",        "out of range")              \
     XX(NOT_FOUND,       "NOT_FOUND",           "not found")                 \
+    XX(ALREADY_EXISTS,  "ALREADY_EXISTS",      "already exists")            \
     XX(OOM_HOST,        "RESOURCE_EXHAUSTED",  "host allocation failed")    \
     XX(OOM_DEV,         "RESOURCE_EXHAUSTED",  "device allocation failed")  \
     XX(RESOURCE_EXHAUSTED,"RESOURCE_EXHAUSTED","resource exhausted")        \

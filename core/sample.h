@@ -18,7 +18,7 @@
 #ifndef WK_SAMPLE_H
 #define WK_SAMPLE_H
 
-#include "worker/backend.h"
+#include "core/backend.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -19,13 +19,13 @@
  *     answer as walking the whole sorted vocabulary. If rounding makes that
  *     prefix fall short, the step is redone over the whole vocabulary.
  */
-#include "worker/sample.h"
+#include "core/sample.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "worker/rng.h"
+#include "core/rng.h"
 
 // ----------------------------------------------------------------------------
 // scratch layout

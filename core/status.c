@@ -1,5 +1,5 @@
 /* status.c — names and messages generated from WK_STATUS_MAP. */
-#include "worker/status.h"
+#include "core/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>
