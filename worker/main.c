@@ -35,6 +35,9 @@ static const char usage[] =
     "  --max-queue N       Infer requests that may wait behind the running one\n"
     "                      (default 16); more are refused with RESOURCE_EXHAUSTED\n"
     "  --max-frame BYTES   largest request frame accepted (default 16M; K/M suffix)\n"
+    "  --max-output BYTES  responses queued for stdout before generation pauses\n"
+    "                      (default 4M; K/M suffix): a client that stops reading\n"
+    "                      pauses generation (Health.output_paused)\n"
     "  --threads N         CPU backend threads (default: one per core)\n"
     "  --log-level L       debug | info | warn | error | off (default info)\n"
     "  --log-json          log one JSON object per line\n"
@@ -54,6 +57,7 @@ struct args {
     int ctx;
     int max_queue;
     size_t max_frame;
+    size_t max_output;
     int threads;
 };
 
@@ -85,7 +89,8 @@ static bool parse_size(const char *s, size_t *out) {
 
 /* 0 ok, 1 --help/--version printed, 2 usage error */
 static int parse_args(int argc, char **argv, struct args *a) {
-    *a = (struct args){.device = "auto", .max_queue = 16, .max_frame = WK_FRAME_MAX_DEFAULT};
+    *a = (struct args){.device = "auto", .max_queue = 16, .max_frame = WK_FRAME_MAX_DEFAULT,
+                      .max_output = 4u << 20};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -116,6 +121,8 @@ static int parse_args(int argc, char **argv, struct args *a) {
             a->max_queue = (int)n;
         } else if (!strcmp(o, "--max-frame")) {
             if (!parse_size(v, &a->max_frame)) goto bad;
+        } else if (!strcmp(o, "--max-output")) {
+            if (!parse_size(v, &a->max_output)) goto bad;
         } else if (!strcmp(o, "--threads")) {
             if (!parse_int(v, 0, 4096, &n)) goto bad;
             a->threads = (int)n;
@@ -185,7 +192,8 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &g_sigs, NULL); /* inherited by every thread */
 
     char err[512] = "";
-    struct wk_server_config cfg = {.max_frame = a.max_frame, .max_queue = a.max_queue};
+    struct wk_server_config cfg = {.max_frame = a.max_frame, .max_queue = a.max_queue,
+                                  .max_output = a.max_output};
     struct wk_server *srv = NULL;
     if (wk_server_create(&cfg, STDIN_FILENO, STDOUT_FILENO, &srv, err, sizeof err) != WK_STATUS_OK) {
         wk_log(WK_LOG_ERROR, "%s", err);

@@ -14,12 +14,17 @@
 #include <unistd.h>
 
 #include "loader/model.h"
+#include "loader/quants.h"
 #include "worker.pb-c.h"
 #include "worker/frame.h"
 #include "worker/generate.h"
 #include "core/log.h"
 
 #define DEFAULT_MAX_QUEUE 16
+#define DEFAULT_MAX_OUTPUT (4u << 20)
+/* The reader stops reading stdin while this much more than --max-output is
+ * queued (see "Output bound" below). */
+#define READER_SLACK (256u << 10)
 
 struct pending {
     Orcd__V1__Request *req; /* owned (protobuf-c unpacked) */
@@ -45,7 +50,9 @@ struct wk_server {
     bool loaded, failed, stopping;
     int exit_status;
     uint64_t running_id;        /* 0 when idle */
-    uint64_t served;
+    bool running_started;       /* the running request got its Started */
+    uint64_t served;            /* Infer requests that got a Started */
+    uint64_t refused;           /* Infer requests answered by a lone Error */
     atomic_bool cancel_running; /* polled by wk_generate */
 
     /* model facts for Ready / Health (set once in set_ready) */
@@ -53,13 +60,19 @@ struct wk_server {
     struct wk_backend *backend;
     Orcd__V1__ModelInfo minfo;
     Orcd__V1__DeviceInfo dinfo;
+    Orcd__V1__ModelInfo__TensorTypesEntry *tt;  /* minfo.tensor_types, owned */
+    Orcd__V1__ModelInfo__TensorTypesEntry **ttp;
 
     /* --- writer, under wmu ------------------------------------------------ */
     pthread_mutex_t wmu;
-    pthread_cond_t wcv;
+    pthread_cond_t wcv;     /* a frame was queued, or closing */
+    pthread_cond_t wspace;  /* the writer wrote a frame (or the wait is over) */
     struct outframe *whead, *wtail;
+    size_t wbytes;    /* bytes queued, the frame being written included */
     bool wclosing;    /* flush what is queued, then exit */
     bool wbroken;     /* out_fd failed: drop everything */
+    bool wnowait;     /* shutting down: nothing waits for room any more */
+    bool gen_paused;  /* the generation thread waits for room (Health.output_paused) */
 
     pthread_t reader, writer;
     bool reader_started, writer_started;
@@ -67,26 +80,45 @@ struct wk_server {
 };
 
 // --- writer -------------------------------------------------------------------
+//
+// Output bound. Every frame goes through one queue to the writer thread. The
+// generation thread (the only producer whose output is unbounded: one frame a
+// token) waits before queueing while --max-output bytes or more are queued, so a
+// client that stops reading stdout pauses generation instead of growing our
+// memory; Health then reports output_paused. The reader thread never waits on
+// that bound: its replies (Health, CancelAck, Errors) are small, one per
+// request frame, so Health is answered at once however full the queue is.
+// The reader's own output is bounded by backpressure on stdin instead: while
+// more than --max-output + READER_SLACK bytes are queued, it stops reading
+// new frames until the writer catches up (a client that neither reads stdout
+// nor stops writing stdin then blocks on its own write). Shutdown ends every
+// wait (wnowait): the running request is cancelled within one step, so what
+// is queued past the bound after that is a few frames.
 
-/* Queue one response for the writer thread. Never blocks on out_fd. */
-static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
+static struct outframe *make_frame(const Orcd__V1__Response *r) {
     char err[256];
     uint8_t *frame = NULL;
     size_t len = 0;
     if (wk_frame_pack(&r->base, &frame, &len, err, sizeof err) != WK_STATUS_OK) {
         wk_log(WK_LOG_ERROR, "%s: %s", __func__, err);
-        return;
+        return NULL;
     }
     struct outframe *of = malloc(sizeof *of + len);
     if (!of) {
         wk_log(WK_LOG_ERROR, "%s: out of memory for a %zu-byte frame", __func__, len);
         free(frame);
-        return;
+        return NULL;
     }
     of->next = NULL;
     of->len = len;
     memcpy(of->data, frame, len);
     free(frame);
+    return of;
+}
+
+/* Queue a frame for the writer (takes it; NULL is ignored). Never blocks. */
+static void enqueue(struct wk_server *s, struct outframe *of) {
+    if (!of) return;
     pthread_mutex_lock(&s->wmu);
     if (s->wbroken) {
         pthread_mutex_unlock(&s->wmu);
@@ -96,30 +128,75 @@ static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
     if (s->wtail) s->wtail->next = of;
     else s->whead = of;
     s->wtail = of;
+    s->wbytes += of->len;
     pthread_cond_signal(&s->wcv);
     pthread_mutex_unlock(&s->wmu);
+}
+
+/* Generation thread: wait until fewer than --max-output bytes are queued. */
+static void wait_output_room(struct wk_server *s) {
+    pthread_mutex_lock(&s->wmu);
+    if (s->wbytes >= s->cfg.max_output && !s->wbroken && !s->wnowait) {
+        s->gen_paused = true;
+        wk_log(WK_LOG_DEBUG, "output queue full (%zu bytes): generation paused", s->wbytes);
+        while (s->wbytes >= s->cfg.max_output && !s->wbroken && !s->wnowait)
+            pthread_cond_wait(&s->wspace, &s->wmu);
+        s->gen_paused = false;
+        wk_log(WK_LOG_DEBUG, "output queue drained: generation resumes");
+    }
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Reader thread: wait while the queue is far past the bound (see above). */
+static void wait_reader_room(struct wk_server *s) {
+    size_t hard = s->cfg.max_output + READER_SLACK;
+    pthread_mutex_lock(&s->wmu);
+    while (s->wbytes > hard && !s->wbroken && !s->wnowait) pthread_cond_wait(&s->wspace, &s->wmu);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Queue one response for the writer thread. Never blocks on out_fd. */
+static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
+    enqueue(s, make_frame(r));
 }
 
 /* Responses that are not the running request's (errors the reader sends). */
 static void send_cb(void *ctx, const Orcd__V1__Response *r) { send_response(ctx, r); }
 
-/* Responses of the running request. Its last one (Done or Error) clears
- * running_id under mu before it is queued, so a Cancel read after the client
- * saw the end of the stream answers found = false. */
+/* Responses of the running request (generation thread; may wait for output
+ * room, never while holding mu). Started counts the request as served. Its
+ * last one (Done or Error) clears running_id under mu before it is queued,
+ * so a Cancel read after the client saw the end of the stream answers
+ * found = false; an Error with no Started before it counts as refused. */
 static void emit_cb(void *ctx, const Orcd__V1__Response *r) {
     struct wk_server *s = ctx;
-    if (r->body_case != ORCD__V1__RESPONSE__BODY_DONE &&
-        r->body_case != ORCD__V1__RESPONSE__BODY_ERROR) {
-        send_response(s, r);
+    struct outframe *of = make_frame(r);
+    wait_output_room(s);
+    switch (r->body_case) {
+    case ORCD__V1__RESPONSE__BODY_STARTED:
+        pthread_mutex_lock(&s->mu);
+        if (s->running_id == r->id && !s->running_started) {
+            s->running_started = true;
+            s->served++;
+        }
+        enqueue(s, of);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    case ORCD__V1__RESPONSE__BODY_DONE:
+    case ORCD__V1__RESPONSE__BODY_ERROR:
+        pthread_mutex_lock(&s->mu);
+        if (s->running_id == r->id) {
+            if (r->body_case == ORCD__V1__RESPONSE__BODY_ERROR && !s->running_started) s->refused++;
+            s->running_id = 0;
+            s->running_started = false;
+        }
+        enqueue(s, of);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    default:
+        enqueue(s, of);
         return;
     }
-    pthread_mutex_lock(&s->mu);
-    if (s->running_id == r->id) {
-        s->running_id = 0;
-        s->served++;
-    }
-    send_response(s, r);
-    pthread_mutex_unlock(&s->mu);
 }
 
 static void send_error(struct wk_server *s, uint64_t id, wk_status st, const char *fmt, ...)
@@ -131,7 +208,9 @@ static void send_error(struct wk_server *s, uint64_t id, wk_status st, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     wk_log(WK_LOG_WARN, "request %" PRIu64 ": %s: %s", id, wk_status_grpc(st), msg);
-    wk_emit_error(send_cb, s, id, st, msg);
+    char client[512];
+    wk_client_error(st, msg, client, sizeof client);
+    wk_emit_error(send_cb, s, id, st, client);
 }
 
 static void *writer_main(void *arg) {
@@ -150,6 +229,10 @@ static void *writer_main(void *arg) {
 
         char err[256];
         wk_status st = wk_write_full(s->out_fd, of->data, of->len, err, sizeof err);
+        pthread_mutex_lock(&s->wmu);
+        s->wbytes -= of->len;
+        pthread_cond_broadcast(&s->wspace);
+        pthread_mutex_unlock(&s->wmu);
         free(of);
         if (st != WK_STATUS_OK) {
             int e = errno;
@@ -164,6 +247,8 @@ static void *writer_main(void *arg) {
                 s->whead = n;
             }
             s->wtail = NULL;
+            s->wbytes = 0;
+            pthread_cond_broadcast(&s->wspace);
             pthread_mutex_unlock(&s->wmu);
             wk_server_shutdown(s, WK_EXIT_OUTPUT, "stdout closed");
             break;
@@ -215,8 +300,12 @@ static void queue_drain(struct wk_server *s) {
         orcd__v1__request__free_unpacked(p->req, NULL);
         s->q_head = (s->q_head + 1) % cap;
         s->q_len--;
-        if (s->failed) send_error(s, id, WK_STATUS_UNAVAILABLE, "the model failed to load");
-        else send_cancelled_done(s, id);
+        if (s->failed) {
+            s->refused++;
+            send_error(s, id, WK_STATUS_UNAVAILABLE, "the model failed to load");
+        } else {
+            send_cancelled_done(s, id);
+        }
     }
 }
 
@@ -236,6 +325,10 @@ static void answer_health(struct wk_server *s, uint64_t id) {
     }
     h.queue_depth = (uint32_t)s->q_len;
     h.requests_served = s->served;
+    h.requests_refused = s->refused;
+    pthread_mutex_lock(&s->wmu);
+    h.output_paused = s->gen_paused;
+    pthread_mutex_unlock(&s->wmu);
     h.running_id = s->running_id;
     h.uptime_seconds = wk_now() - s->t_start;
     Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
@@ -286,8 +379,8 @@ static void handle_infer(struct wk_server *s, Orcd__V1__Request *req) {
         st = WK_STATUS_UNAVAILABLE;
         why = s->failed ? "the model failed to load" : "the worker is shutting down";
     } else if (id == s->running_id || queue_has_id(s, id)) {
-        st = WK_STATUS_INVALID_ARGUMENT;
-        why = "id: a request with this id is already running or queued";
+        st = WK_STATUS_ALREADY_EXISTS;
+        why = "id: a request with this id is already running or queued (that one goes on)";
     } else if (s->q_len >= s->cfg.max_queue) {
         st = WK_STATUS_RESOURCE_EXHAUSTED;
         snprintf(msg, sizeof msg, "queue full: %d requests waiting (--max-queue %d)", s->q_len,
@@ -304,6 +397,7 @@ static void handle_infer(struct wk_server *s, Orcd__V1__Request *req) {
         wk_log(WK_LOG_DEBUG, "request %" PRIu64 ": queued", id);
         return;
     }
+    s->refused++;
     pthread_mutex_unlock(&s->mu);
     send_error(s, id, st, "%s", why);
     orcd__v1__request__free_unpacked(req, NULL);
@@ -320,9 +414,23 @@ static void handle_payload(struct wk_server *s, const uint8_t *payload, size_t l
         return;
     }
     switch (req->body_case) {
-    case ORCD__V1__REQUEST__BODY_INFER:
+    case ORCD__V1__REQUEST__BODY_INFER: {
+        /* a U+0000 in a string field would have cut it at unpack: refuse */
+        char field[64];
+        uint64_t at = 0;
+        if (wk_request_find_nul(payload, len, field, sizeof field, &at)) {
+            pthread_mutex_lock(&s->mu);
+            s->refused++;
+            pthread_mutex_unlock(&s->mu);
+            send_error(s, req->id, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: contains a NUL character (U+0000) at byte %" PRIu64
+                       ", which is not accepted in request text",
+                       field, at);
+            break;
+        }
         handle_infer(s, req);
         return; /* owned by the queue or freed */
+    }
     case ORCD__V1__REQUEST__BODY_HEALTH:
         answer_health(s, req->id);
         break;
@@ -358,6 +466,7 @@ static void *reader_main(void *arg) {
     wk_frame_reader_init(r, s->in_fd, s->cfg.max_frame);
     for (bool run = true; run;) {
         struct wk_frame_info info;
+        wait_reader_room(s);
         enum wk_frame_ev ev = wk_frame_reader_next(r, -1, s->wake[0], &info);
         switch (ev) {
         case WK_FRAME_MSG:
@@ -426,6 +535,7 @@ wk_status wk_server_create(const struct wk_server_config *cfg, int in_fd, int ou
     s->cfg = *cfg;
     if (s->cfg.max_queue <= 0) s->cfg.max_queue = DEFAULT_MAX_QUEUE;
     if (s->cfg.max_frame == 0) s->cfg.max_frame = WK_FRAME_MAX_DEFAULT;
+    if (s->cfg.max_output == 0) s->cfg.max_output = DEFAULT_MAX_OUTPUT;
     s->in_fd = in_fd;
     s->out_fd = out_fd;
     s->t_start = wk_now();
@@ -442,6 +552,7 @@ wk_status wk_server_create(const struct wk_server_config *cfg, int in_fd, int ou
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcv, NULL);
+    pthread_cond_init(&s->wspace, NULL);
     atomic_init(&s->cancel_running, false);
     orcd__v1__model_info__init(&s->minfo);
     orcd__v1__device_info__init(&s->dinfo);
@@ -459,6 +570,34 @@ wk_status wk_server_start(struct wk_server *s, char *err, size_t err_len) {
     return WK_STATUS_OK;
 }
 
+/* ModelInfo.tensor_types: tensor count per ggml type, in type-id order. */
+static void fill_tensor_types(struct wk_server *s, const struct wk_model *m) {
+    enum { N_TYPES = 64 };
+    uint32_t count[N_TYPES] = {0};
+    size_t n_kinds = 0;
+    for (uint64_t i = 0; i < m->gguf.n_tensors; i++) {
+        uint32_t t = m->gguf.tensors[i].type;
+        if (t < N_TYPES && wk_type_info(t) && count[t]++ == 0) n_kinds++;
+    }
+    s->tt = calloc(n_kinds ? n_kinds : 1, sizeof *s->tt);
+    s->ttp = calloc(n_kinds ? n_kinds : 1, sizeof *s->ttp);
+    if (!s->tt || !s->ttp) {
+        wk_log(WK_LOG_WARN, "%s: out of memory: ModelInfo.tensor_types left empty", __func__);
+        return;
+    }
+    size_t k = 0;
+    for (uint32_t t = 0; t < N_TYPES; t++) {
+        if (!count[t]) continue;
+        orcd__v1__model_info__tensor_types_entry__init(&s->tt[k]);
+        s->tt[k].key = (char *)wk_type_info(t)->name;
+        s->tt[k].value = count[t];
+        s->ttp[k] = &s->tt[k];
+        k++;
+    }
+    s->minfo.n_tensor_types = k;
+    s->minfo.tensor_types = s->ttp;
+}
+
 void wk_server_set_ready(struct wk_server *s, const struct wk_model *m, struct wk_backend *b,
                          double load_seconds) {
     pthread_mutex_lock(&s->mu);
@@ -468,6 +607,7 @@ void wk_server_set_ready(struct wk_server *s, const struct wk_model *m, struct w
     s->minfo.name = (char *)m->name;
     s->minfo.parameters = m->n_params;
     s->minfo.quantization = (char *)m->ftype_name;
+    fill_tensor_types(s, m);
     s->minfo.context_length = (uint32_t)b->n_ctx;
     s->minfo.vocab_size = (uint32_t)m->hp.n_vocab;
     s->dinfo.backend = (char *)(b->ops && b->ops->name ? b->ops->name : "");
@@ -519,6 +659,10 @@ void wk_server_shutdown(struct wk_server *s, int exit_status, const char *why) {
     queue_drain(s);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->wmu);
+    s->wnowait = true;
+    pthread_cond_broadcast(&s->wspace);
+    pthread_mutex_unlock(&s->wmu);
 }
 
 bool wk_server_stopping(struct wk_server *s) {
@@ -537,6 +681,7 @@ int wk_server_run(struct wk_server *s) {
         s->q_head = (s->q_head + 1) % s->cfg.max_queue;
         s->q_len--;
         s->running_id = p.req->id;
+        s->running_started = false;
         atomic_store(&s->cancel_running, false);
         pthread_mutex_unlock(&s->mu);
 
@@ -549,7 +694,7 @@ int wk_server_run(struct wk_server *s) {
         pthread_mutex_lock(&s->mu);
         if (s->running_id == done_id) { /* no Done/Error went out (cannot happen) */
             s->running_id = 0;
-            s->served++;
+            s->running_started = false;
         }
         if (st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) {
             pthread_mutex_unlock(&s->mu);
@@ -584,7 +729,8 @@ int wk_server_run(struct wk_server *s) {
     pthread_mutex_lock(&s->mu);
     status = s->exit_status; /* the writer may have found stdout closed */
     pthread_mutex_unlock(&s->mu);
-    wk_log(WK_LOG_INFO, "exit status %d (%" PRIu64 " requests served)", status, s->served);
+    wk_log(WK_LOG_INFO, "exit status %d (%" PRIu64 " requests served, %" PRIu64 " refused)", status,
+           s->served, s->refused);
     return status;
 }
 
@@ -619,5 +765,8 @@ void wk_server_destroy(struct wk_server *s) {
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->wmu);
     pthread_cond_destroy(&s->wcv);
+    pthread_cond_destroy(&s->wspace);
+    free(s->tt);
+    free(s->ttp);
     free(s);
 }

@@ -5,8 +5,11 @@
  *                   RESOURCE_EXHAUSTED); Shutdown / EOF start draining
  *   generation      wk_server_run() on the caller's thread: one request at a
  *                   time through wk_generate
- *   writer thread   the only writer of out_fd; frames are queued, so neither
- *                   the reader nor the generation loop blocks on stdout
+ *   writer thread   the only writer of out_fd; frames are queued, so the
+ *                   reader never blocks on stdout; the queue is bounded
+ *                   (max_output): when the client stops reading, the
+ *                   generation loop waits (Health.output_paused) rather
+ *                   than queueing without bound
  *
  * Cancel of a queued request removes it; it is answered with CancelAck(found)
  * and then Done(reason CANCELLED, 0 tokens, no Started). Requests still
@@ -46,6 +49,8 @@ struct wk_model;
 struct wk_server_config {
     size_t max_frame; /* 0: WK_FRAME_MAX_DEFAULT */
     int max_queue;    /* requests waiting (the running one not counted); <= 0: 16 */
+    size_t max_output; /* output queue bound, bytes: generation waits while this
+                          much is queued for stdout (0: 4 MiB); see server.c */
 };
 
 struct wk_server;
