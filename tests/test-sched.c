@@ -1,4 +1,4 @@
-/* test-sched.c — the KV page table and the scheduler (worker/kv-pages.c,
+/* test-scheduler.c — the KV page table and the scheduler (worker/kv-pages.c,
  * worker/sched.c) on the CPU backend:
  *   - page table: allocation to exhaustion, release, prefix publish/match,
  *     LRU eviction of cached pages, hash consistency under random operations
@@ -19,7 +19,7 @@
 #include "loader/model.h"
 #include "tests/testutil.h"
 #include "worker/kv-pages.h"
-#include "worker/sched.h"
+#include "worker/scheduler.h"
 
 #define PAGE WK_KV_PAGE_TOKENS
 

@@ -32,8 +32,15 @@ static const char usage[] =
     "                      CUDA device is usable, else cpu)\n"
     "  --ctx N             positions per sequence (default: the model's training\n"
     "                      context, at most 4096)\n"
-    "  --max-queue N       Infer requests that may wait behind the running one\n"
-    "                      (default 16); more are refused with RESOURCE_EXHAUSTED\n"
+    "  --kv-tokens N       KV cache pool in tokens, shared by every sequence\n"
+    "                      (default: cpu 4 x ctx; cuda what fits in 90% of the\n"
+    "                      free VRAM, at most ctx x max-batch)\n"
+    "  --max-batch N       sequences stepped together, at most (default 64)\n"
+    "  --step-tokens N     tokens per step: decode rows + prompt chunks (default\n"
+    "                      512); a long prompt is prefilled in chunks of this\n"
+    "  --max-queue N       Infer requests that may wait for a place in the\n"
+    "                      running batch (default 16); more are refused with\n"
+    "                      RESOURCE_EXHAUSTED\n"
     "  --max-frame BYTES   largest request frame accepted (default 16M; K/M suffix)\n"
     "  --max-output BYTES  responses queued for stdout before generation pauses\n"
     "                      (default 4M; K/M suffix): a client that stops reading\n"
@@ -59,6 +66,7 @@ struct args {
     size_t max_frame;
     size_t max_output;
     int threads;
+    int kv_tokens, max_batch, step_tokens;
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out) {
@@ -123,6 +131,15 @@ static int parse_args(int argc, char **argv, struct args *a) {
             if (!parse_size(v, &a->max_frame)) goto bad;
         } else if (!strcmp(o, "--max-output")) {
             if (!parse_size(v, &a->max_output)) goto bad;
+        } else if (!strcmp(o, "--kv-tokens")) {
+            if (!parse_int(v, 1, 1 << 28, &n)) goto bad;
+            a->kv_tokens = (int)n;
+        } else if (!strcmp(o, "--max-batch")) {
+            if (!parse_int(v, 1, 1024, &n)) goto bad;
+            a->max_batch = (int)n;
+        } else if (!strcmp(o, "--step-tokens")) {
+            if (!parse_int(v, 1, 65536, &n)) goto bad;
+            a->step_tokens = (int)n;
         } else if (!strcmp(o, "--threads")) {
             if (!parse_int(v, 0, 4096, &n)) goto bad;
             a->threads = (int)n;
@@ -174,7 +191,8 @@ static void *signal_main(void *arg) {
 
 static wk_status create_backend(const struct args *a, const struct wk_model *m,
                                 struct wk_backend **b, char *err, size_t err_len) {
-    struct wk_backend_config cfg = {.n_ctx = a->ctx, .threads = a->threads};
+    struct wk_backend_config cfg = {.n_ctx = a->ctx, .threads = a->threads, .kv_tokens = a->kv_tokens,
+                                    .max_seqs = a->max_batch, .max_step_tokens = a->step_tokens};
     return wk_backend_open(m, a->device, &cfg, b, err, err_len);
 }
 

@@ -2,7 +2,7 @@
  *
  *   wk_request_open    validate parameters, build the prompt (text | chat |
  *                      ids), size max_tokens, set up the stop-string stream
- *   hooks (sched.h)    started -> Started; token -> stop ids / end-of-
+ *   hooks (scheduler.h)    started -> Started; token -> stop ids / end-of-
  *                      generation / stream (UTF-8 + stop strings) -> Token;
  *                      cancelled -> the request's cancel flag;
  *                      ended -> Done (eos | length | stop | cancelled) or,
@@ -20,7 +20,7 @@
 
 #include "worker.pb-c.h"
 #include "worker/generate.h"
-#include "worker/sched.h"
+#include "worker/scheduler.h"
 
 struct wk_request;
 

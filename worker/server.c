@@ -1,5 +1,6 @@
-/* server.c — reader thread, bounded queue, generation loop, single writer
- * (see server.h for the contract and the exit statuses). */
+/* server.c — reader thread, bounded queue, generation loop (the scheduler's
+ * thread), single writer (see server.h for the contract and the exit
+ * statuses). */
 #include "worker/server.h"
 
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include "worker.pb-c.h"
 #include "worker/frame.h"
 #include "worker/generate.h"
+#include "worker/request.h"
+#include "worker/scheduler.h"
 #include "core/log.h"
 
 #define DEFAULT_MAX_QUEUE 16
@@ -25,6 +28,17 @@
 /* The reader stops reading stdin while this much more than --max-output is
  * queued (see "Output bound" below). */
 #define READER_SLACK (256u << 10)
+
+/* A request handed to the scheduler: added by the generation thread, removed
+ * when its stream ends (request on_end); the reader looks ids up and sets
+ * cancel. Under mu. */
+struct inflight {
+    struct inflight *next;  /* oldest first */
+    Orcd__V1__Request *req; /* owned (protobuf-c unpacked) */
+    atomic_bool cancel;
+    bool started;
+    bool ended;             /* its Done or Error is queued: no longer found */
+};
 
 struct pending {
     Orcd__V1__Request *req; /* owned (protobuf-c unpacked) */
@@ -49,11 +63,12 @@ struct wk_server {
     int q_head, q_len;
     bool loaded, failed, stopping;
     int exit_status;
-    uint64_t running_id;        /* 0 when idle */
-    bool running_started;       /* the running request got its Started */
+    struct inflight *inflight;  /* requests the scheduler holds, oldest first */
+    struct wk_sched_stats cap;  /* the scheduler after its last step (for Health) */
     uint64_t served;            /* Infer requests that got a Started */
     uint64_t refused;           /* Infer requests answered by a lone Error */
-    atomic_bool cancel_running; /* polled by wk_generate */
+    struct wk_sched *sched;     /* created in set_ready; used by the generation thread only */
+    bool backend_broken;        /* a step failed with a CUDA error: stop */
 
     /* model facts for Ready / Health (set once in set_ready) */
     const struct wk_model *model;
@@ -163,40 +178,49 @@ static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
 /* Responses that are not the running request's (errors the reader sends). */
 static void send_cb(void *ctx, const Orcd__V1__Response *r) { send_response(ctx, r); }
 
-/* Responses of the running request (generation thread; may wait for output
- * room, never while holding mu). Started counts the request as served. Its
- * last one (Done or Error) clears running_id under mu before it is queued,
- * so a Cancel read after the client saw the end of the stream answers
- * found = false; an Error with no Started before it counts as refused. */
+static struct inflight *inflight_find(struct wk_server *s, uint64_t id) {
+    for (struct inflight *f = s->inflight; f; f = f->next)
+        if (f->req->id == id && !f->ended) return f;
+    return NULL;
+}
+
+/* Responses of the requests the scheduler runs (generation thread; may wait
+ * for output room, never while holding mu). Started counts the request as
+ * served. */
 static void emit_cb(void *ctx, const Orcd__V1__Response *r) {
     struct wk_server *s = ctx;
     struct outframe *of = make_frame(r);
     wait_output_room(s);
-    switch (r->body_case) {
-    case ORCD__V1__RESPONSE__BODY_STARTED:
-        pthread_mutex_lock(&s->mu);
-        if (s->running_id == r->id && !s->running_started) {
-            s->running_started = true;
-            s->served++;
-        }
-        enqueue(s, of);
-        pthread_mutex_unlock(&s->mu);
-        return;
-    case ORCD__V1__RESPONSE__BODY_DONE:
-    case ORCD__V1__RESPONSE__BODY_ERROR:
-        pthread_mutex_lock(&s->mu);
-        if (s->running_id == r->id) {
-            if (r->body_case == ORCD__V1__RESPONSE__BODY_ERROR && !s->running_started) s->refused++;
-            s->running_id = 0;
-            s->running_started = false;
-        }
-        enqueue(s, of);
-        pthread_mutex_unlock(&s->mu);
-        return;
-    default:
-        enqueue(s, of);
-        return;
+    pthread_mutex_lock(&s->mu);
+    struct inflight *f = inflight_find(s, r->id);
+    if (f && r->body_case == ORCD__V1__RESPONSE__BODY_STARTED && !f->started) {
+        f->started = true;
+        s->served++;
     }
+    /* the end of its stream: a Cancel or a reused id read after the client
+     * saw it no longer finds the request */
+    if (f && (r->body_case == ORCD__V1__RESPONSE__BODY_DONE || r->body_case == ORCD__V1__RESPONSE__BODY_ERROR))
+        f->ended = true;
+    enqueue(s, of);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A request's stream ended (its Done or Error is queued): forget it, so a
+ * Cancel read after the client saw the end answers found = false. */
+static void request_ended(void *ctx, uint64_t id, bool started, wk_status st) {
+    struct wk_server *s = ctx;
+    (void)started;
+    pthread_mutex_lock(&s->mu);
+    for (struct inflight **pf = &s->inflight; *pf; pf = &(*pf)->next) {
+        if ((*pf)->req->id != id) continue;
+        struct inflight *f = *pf;
+        *pf = f->next;
+        orcd__v1__request__free_unpacked(f->req, NULL);
+        free(f);
+        break;
+    }
+    if (st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) s->backend_broken = true;
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void send_error(struct wk_server *s, uint64_t id, wk_status st, const char *fmt, ...)
@@ -311,25 +335,57 @@ static void queue_drain(struct wk_server *s) {
 
 // --- reader -------------------------------------------------------------------
 
+/* Requests waiting for the running batch: in the queue, or held by the
+ * scheduler but not yet started (under mu). */
+static int n_waiting(const struct wk_server *s) {
+    int n = s->q_len;
+    for (const struct inflight *f = s->inflight; f; f = f->next) n += !f->started;
+    return n;
+}
+
+/* The scheduler's capacity: pages as of its last step, sequences now
+ * (under mu). */
+static void fill_capacity(const struct wk_server *s, Orcd__V1__Capacity *c) {
+    const struct wk_sched_stats *st = &s->cap;
+    c->kv_page_tokens = WK_KV_PAGE_TOKENS;
+    c->kv_pages_total = (uint32_t)st->pages_total;
+    c->kv_pages_free = (uint32_t)st->pages_free;
+    c->kv_pages_cached = (uint32_t)st->pages_cached;
+    c->kv_tokens_total = (uint64_t)st->pages_total * WK_KV_PAGE_TOKENS;
+    c->kv_tokens_free = (uint64_t)st->pages_free * WK_KV_PAGE_TOKENS;
+    c->max_batch = (uint32_t)st->max_seqs;
+    c->max_step_tokens = (uint32_t)st->max_step_tokens;
+    int running = 0;
+    for (const struct inflight *f = s->inflight; f; f = f->next) running += f->started && !f->ended;
+    c->running = (uint32_t)running;
+    c->queued = (uint32_t)n_waiting(s);
+}
+
 static void answer_health(struct wk_server *s, uint64_t id) {
     Orcd__V1__Health h = ORCD__V1__HEALTH__INIT;
     pthread_mutex_lock(&s->mu);
     if (s->failed) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_FAILED;
     else if (s->stopping) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_DRAINING;
     else if (!s->loaded) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_LOADING;
-    else if (s->running_id) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_BUSY;
+    else if (s->inflight) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_BUSY;
     else h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_READY;
     if (s->loaded) {
         h.model = &s->minfo;
         h.device = &s->dinfo;
     }
-    h.queue_depth = (uint32_t)s->q_len;
+    Orcd__V1__Capacity cap = ORCD__V1__CAPACITY__INIT;
+    if (s->loaded) {
+        fill_capacity(s, &cap);
+        h.capacity = &cap;
+    }
+    h.queue_depth = (uint32_t)n_waiting(s);
     h.requests_served = s->served;
     h.requests_refused = s->refused;
     pthread_mutex_lock(&s->wmu);
     h.output_paused = s->gen_paused;
     pthread_mutex_unlock(&s->wmu);
-    h.running_id = s->running_id;
+    for (const struct inflight *f = s->inflight; f && !h.running_id; f = f->next)
+        if (f->started && !f->ended) h.running_id = f->req->id;
     h.uptime_seconds = wk_now() - s->t_start;
     Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
     r.id = id;
@@ -342,8 +398,9 @@ static void answer_health(struct wk_server *s, uint64_t id) {
 static void answer_cancel(struct wk_server *s, uint64_t id, uint64_t target) {
     bool found = false, queued = false;
     pthread_mutex_lock(&s->mu);
-    if (target != 0 && s->running_id == target) {
-        atomic_store(&s->cancel_running, true);
+    struct inflight *f = target != 0 ? inflight_find(s, target) : NULL;
+    if (f) {
+        atomic_store(&f->cancel, true);
         found = true;
     } else if (target != 0 && queue_remove(s, target)) {
         found = queued = true;
@@ -378,13 +435,13 @@ static void handle_infer(struct wk_server *s, Orcd__V1__Request *req) {
     } else if (s->stopping || s->failed) {
         st = WK_STATUS_UNAVAILABLE;
         why = s->failed ? "the model failed to load" : "the worker is shutting down";
-    } else if (id == s->running_id || queue_has_id(s, id)) {
+    } else if (inflight_find(s, id) || queue_has_id(s, id)) {
         st = WK_STATUS_ALREADY_EXISTS;
         why = "id: a request with this id is already running or queued (that one goes on)";
-    } else if (s->q_len >= s->cfg.max_queue) {
+    } else if (n_waiting(s) >= s->cfg.max_queue) {
         st = WK_STATUS_RESOURCE_EXHAUSTED;
-        snprintf(msg, sizeof msg, "queue full: %d requests waiting (--max-queue %d)", s->q_len,
-                 s->cfg.max_queue);
+        snprintf(msg, sizeof msg, "queue full: %d requests waiting for the running batch (--max-queue %d)",
+                 n_waiting(s), s->cfg.max_queue);
         why = msg;
     }
     if (st == WK_STATUS_OK) {
@@ -553,7 +610,6 @@ wk_status wk_server_create(const struct wk_server_config *cfg, int in_fd, int ou
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcv, NULL);
     pthread_cond_init(&s->wspace, NULL);
-    atomic_init(&s->cancel_running, false);
     orcd__v1__model_info__init(&s->minfo);
     orcd__v1__device_info__init(&s->dinfo);
     *out = s;
@@ -600,7 +656,15 @@ static void fill_tensor_types(struct wk_server *s, const struct wk_model *m) {
 
 void wk_server_set_ready(struct wk_server *s, const struct wk_model *m, struct wk_backend *b,
                          double load_seconds) {
+    char err[256];
+    struct wk_sched *sched = NULL;
+    if (wk_sched_create(b, NULL, &sched, err, sizeof err) != WK_STATUS_OK) {
+        wk_server_set_failed(s, WK_STATUS_OOM_HOST, err);
+        return;
+    }
     pthread_mutex_lock(&s->mu);
+    s->sched = sched;
+    wk_sched_stats(sched, &s->cap);
     s->model = m;
     s->backend = b;
     s->minfo.arch = (char *)m->arch_name;
@@ -622,6 +686,9 @@ void wk_server_set_ready(struct wk_server *s, const struct wk_model *m, struct w
     rd.model = &s->minfo;
     rd.device = &s->dinfo;
     rd.load_seconds = load_seconds;
+    Orcd__V1__Capacity cap = ORCD__V1__CAPACITY__INIT;
+    fill_capacity(s, &cap);
+    rd.capacity = &cap;
     Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
     r.id = 0;
     r.body_case = ORCD__V1__RESPONSE__BODY_READY;
@@ -655,7 +722,7 @@ void wk_server_shutdown(struct wk_server *s, int exit_status, const char *why) {
         s->exit_status = exit_status;
         wk_log(WK_LOG_INFO, "exit status now %d: %s", exit_status, why);
     }
-    if (s->running_id) atomic_store(&s->cancel_running, true);
+    for (struct inflight *f = s->inflight; f; f = f->next) atomic_store(&f->cancel, true);
     queue_drain(s);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -672,35 +739,74 @@ bool wk_server_stopping(struct wk_server *s) {
     return st;
 }
 
-int wk_server_run(struct wk_server *s) {
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->stopping && (s->q_len == 0 || !s->loaded)) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stopping) break;
+/* Generation thread: requests leave the queue into the scheduler as soon as
+ * they arrive (their Error at once when refused), and the scheduler steps
+ * while it holds any. */
+static void admit_queued(struct wk_server *s) {
+    while (s->q_len > 0) {
         struct pending p = s->q[s->q_head];
         s->q_head = (s->q_head + 1) % s->cfg.max_queue;
         s->q_len--;
-        s->running_id = p.req->id;
-        s->running_started = false;
-        atomic_store(&s->cancel_running, false);
-        pthread_mutex_unlock(&s->mu);
-
-        struct wk_gen_env env = {.model = s->model, .backend = s->backend};
-        wk_status st = wk_generate(&env, p.req->id, p.req->infer, &s->cancel_running, wk_now(),
-                                   emit_cb, s, NULL);
-        uint64_t done_id = p.req->id;
-        orcd__v1__request__free_unpacked(p.req, NULL);
-
-        pthread_mutex_lock(&s->mu);
-        if (s->running_id == done_id) { /* no Done/Error went out (cannot happen) */
-            s->running_id = 0;
-            s->running_started = false;
+        struct inflight *f = calloc(1, sizeof *f);
+        if (!f) {
+            s->refused++;
+            send_error(s, p.req->id, WK_STATUS_OOM_HOST, "out of host memory");
+            orcd__v1__request__free_unpacked(p.req, NULL);
+            continue;
         }
-        if (st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) {
+        f->req = p.req;
+        atomic_init(&f->cancel, false);
+        struct inflight **tail = &s->inflight;
+        while (*tail) tail = &(*tail)->next;
+        *tail = f;
+        pthread_mutex_unlock(&s->mu);
+        const struct wk_request_env env = {
+            .model = s->model, .sched = s->sched, .n_ctx = s->backend->n_ctx,
+            .kv_tokens = s->backend->n_kv_pages * WK_KV_PAGE_TOKENS,
+            .emit = emit_cb, .emit_ctx = s, .on_end = request_ended, .end_ctx = s,
+        };
+        char msg[512];
+        wk_status st = wk_request_submit(&env, p.req->id, p.req->infer, &f->cancel, p.t_enqueue, msg, sizeof msg);
+        pthread_mutex_lock(&s->mu);
+        if (st != WK_STATUS_OK) {
+            for (struct inflight **pf = &s->inflight; *pf; pf = &(*pf)->next)
+                if (*pf == f) {
+                    *pf = f->next;
+                    break;
+                }
+            s->refused++;
+            send_error(s, p.req->id, st, "%s", msg);
+            orcd__v1__request__free_unpacked(p.req, NULL);
+            free(f);
+        }
+    }
+}
+
+int wk_server_run(struct wk_server *s) {
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stopping && (!s->loaded || (s->q_len == 0 && wk_sched_idle(s->sched))))
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) break;
+        admit_queued(s);
+        pthread_mutex_unlock(&s->mu);
+        char err[512];
+        wk_status st = WK_STATUS_OK;
+        wk_sched_step(s->sched, &st, err, sizeof err);
+        pthread_mutex_lock(&s->mu);
+        wk_sched_stats(s->sched, &s->cap);
+        if (s->backend_broken || st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) {
             pthread_mutex_unlock(&s->mu);
             wk_server_shutdown(s, WK_EXIT_BACKEND, "backend failure");
             pthread_mutex_lock(&s->mu);
         }
+    }
+    /* what still runs ends with Done(cancelled) */
+    if (s->sched) {
+        pthread_mutex_unlock(&s->mu);
+        wk_sched_cancel_all(s->sched);
+        pthread_mutex_lock(&s->mu);
+        wk_sched_stats(s->sched, &s->cap);
     }
     int status = s->exit_status;
     pthread_mutex_unlock(&s->mu);
@@ -758,6 +864,7 @@ void wk_server_destroy(struct wk_server *s) {
         free(s->whead);
         s->whead = n;
     }
+    wk_sched_free(s->sched); /* empty by now: wk_server_run ended every sequence */
     free(s->q);
     if (s->wake[0] >= 0) close(s->wake[0]);
     if (s->wake[1] >= 0) close(s->wake[1]);

@@ -1,4 +1,4 @@
-/* sched.h — the scheduler: continuous batching of sequences over the paged KV
+/* scheduler.h — the scheduler: continuous batching of sequences over the paged KV
  * pool (STYLE.md §22: a scheduler owns sequences; kernels own rows).
  *
  * A sequence is the unit of generation: its tokens (prompt, then each sampled

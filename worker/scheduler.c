@@ -1,7 +1,7 @@
-/* sched.c — continuous batching: admission, page accounting, preemption,
- * batch building, sampling hand-off (see sched.h). Read top to bottom:
+/* scheduler.c — continuous batching: admission, page accounting, preemption,
+ * batch building, sampling hand-off (see scheduler.h). Read top to bottom:
  * sequences → pages → admission → one step. */
-#include "worker/sched.h"
+#include "worker/scheduler.h"
 
 #include <stdio.h>
 #include <stdlib.h>
