@@ -201,6 +201,10 @@ static void emit_cb(void *ctx, const Orcd__V1__Response *r) {
      * saw it no longer finds the request */
     if (f && (r->body_case == ORCD__V1__RESPONSE__BODY_DONE || r->body_case == ORCD__V1__RESPONSE__BODY_ERROR))
         f->ended = true;
+    /* the sequence's pages are already back in the pool: a Health read after
+     * the client saw this response must count them (emit_cb runs on the
+     * scheduler's thread, so its state can be read here) */
+    if (s->sched) wk_sched_stats(s->sched, &s->cap);
     enqueue(s, of);
     pthread_mutex_unlock(&s->mu);
 }
