@@ -1948,6 +1948,31 @@ START_TEST(test_issue8_requests_served_and_refused) {
 }
 END_TEST
 
+START_TEST(test_issue8_client_messages) {
+    char out[128];
+    wk_client_message("wk_chat_tokenize_as: unsupported chat template", out, sizeof out);
+    ck_assert_str_eq(out, "unsupported chat template");
+    wk_client_message("wk_tokenize: gguf_file_parse: bad", out, sizeof out);
+    ck_assert_str_eq(out, "bad");
+    /* request fields lead messages too: kept */
+    wk_client_message("top_p: 2 is out of range [0, 1]", out, sizeof out);
+    ck_assert_str_eq(out, "top_p: 2 is out of range [0, 1]");
+    wk_client_message("repetition_penalty: -1", out, sizeof out);
+    ck_assert_str_eq(out, "repetition_penalty: -1");
+    wk_client_message("stop[0]: empty string", out, sizeof out);
+    ck_assert_str_eq(out, "stop[0]: empty string");
+    /* cut to fit, never inside a character */
+    char small[6];
+    wk_client_message("ab\xC3\xA9\xC3\xA9", small, sizeof small);
+    ck_assert_str_eq(small, "ab\xC3\xA9");
+    /* backend failures say what kind of failure, without the function */
+    wk_client_error(WK_STATUS_CUDA, "forward_batch: cudaMemcpyAsync: illegal address", out, sizeof out);
+    ck_assert_ptr_null(strstr(out, "forward_batch"));
+    ck_assert_ptr_nonnull(strstr(out, "GPU"));
+    expect_client_message(out);
+}
+END_TEST
+
 START_TEST(test_infer_params_mapping) {
     struct wk_sampling sp;
     char err[256];
@@ -2036,6 +2061,7 @@ int main(int argc, char **argv) {
     tcase_set_timeout(tc, 120);
     if (!strcmp(group, "base")) {
         ADD(tc, test_infer_params_mapping);
+        ADD(tc, test_issue8_client_messages);
         ADD(tc, test_utf8_validator);
         ADD(tc, test_health_while_loading_fifo);
         ADD(tc, test_load_failure);
