@@ -8,18 +8,46 @@
  * on violation): every call makes progress or asks for more, never consumes
  * more than given, a message never exceeds the maximum, and once the flag byte
  * is bad the decoder stays dead. Each whole frame is also unpacked as a
- * Request, as the worker's reader does.
+ * Request, as the worker's reader does, and taken through what the worker
+ * does with it before any model is involved: the NUL scan of its strings
+ * (wk_request_find_nul, also on payloads that do not unpack), and for an
+ * Infer body the parameter validation (wk_infer_params) and the client
+ * message built from its error, which must be valid UTF-8 without function
+ * names.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sample.h"
 #include "worker.pb-c.h"
 #include "worker/frame.h"
+#include "worker/generate.h"
 
 #define FUZZ_MAX_FRAME 4096
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_request(const uint8_t *payload, size_t len) {
+    char field[64];
+    uint64_t at = 0;
+    bool nul = wk_request_find_nul(payload, len, field, sizeof field, &at);
+    if (nul && (!field[0] || at >= len)) abort();
+    Orcd__V1__Request *r = orcd__v1__request__unpack(NULL, len, payload);
+    if (!r) return;
+    if (r->body_case == ORCD__V1__REQUEST__BODY_INFER && r->infer) {
+        const Orcd__V1__InferRequest *q = r->infer;
+        struct wk_sampling sp;
+        char err[512] = "", msg[512];
+        wk_status st = wk_infer_params(q, 512, &sp, err, sizeof err);
+        if (st != WK_STATUS_OK) {
+            if (!err[0]) abort();
+            wk_client_error(st, err, msg, sizeof msg);
+            if (!wk_utf8_valid(msg, strlen(msg)) || strstr(msg, "wk_")) abort();
+        }
+    }
+    orcd__v1__request__free_unpacked(r, NULL);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
@@ -45,8 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             break;
         case WK_FRAME_MSG: {
             if (info.len > FUZZ_MAX_FRAME) abort();
-            Orcd__V1__Request *r = orcd__v1__request__unpack(NULL, (size_t)info.len, info.payload);
-            if (r) orcd__v1__request__free_unpacked(r, NULL);
+            check_request(info.payload, (size_t)info.len);
             (void)wk_frame_peek_id(info.payload, (size_t)info.len);
             break;
         }

@@ -30,7 +30,7 @@ struct vf {
 static bool load(const char *rel, struct vf *f) {
     char path[1024], err[256] = "";
     tu_shared_path(path, sizeof path, rel);
-    if (!tu_have_file(path, "chat test")) return false;
+    ck_assert_msg(tu_have_file(path, "chat test"), "%s not found", path); /* the group checked */
     memset(f, 0, sizeof *f);
     wk_status s = gguf_file_open(path, &f->g, err, sizeof err);
     ck_assert_msg(s == WK_STATUS_OK, "gguf_file_open(%s): %s", path, err);
@@ -175,12 +175,14 @@ END_TEST
 
 START_TEST(test_detect_from_files) {
     struct vf f;
-    if (load("models/tiny-qwen2-f32.gguf", &f)) {
+    {
+        ck_assert(load("models/tiny-qwen2-f32.gguf", &f));
         ck_assert_ptr_nonnull(f.v.chat_template);
         ck_assert_int_eq(wk_chat_detect(f.v.chat_template), WK_CHAT_CHATML);
         unload(&f);
     }
-    if (load("models/phi-3-vocab.gguf", &f)) {
+    {
+        ck_assert(load("models/phi-3-vocab.gguf", &f));
         ck_assert_int_eq(wk_chat_detect(f.v.chat_template), WK_CHAT_PHI3);
         unload(&f);
     }
@@ -194,7 +196,7 @@ END_TEST
 static int32_t *reference_prompt_ids(size_t *n) {
     char path[1024];
     tu_shared_path(path, sizeof path, "reference/tiny-qwen2/f32.chat.txt");
-    if (!tu_have_file(path, "chat reference")) return NULL;
+    ck_assert_msg(tu_have_file(path, "chat reference"), "%s not found", path);
     size_t len;
     char *txt = tu_read_file(path, &len);
     ck_assert_ptr_nonnull(txt);
@@ -220,12 +222,9 @@ START_TEST(test_chatml_tiny_qwen_reference) {
     struct vf f;
     size_t n_ref;
     int32_t *ref = reference_prompt_ids(&n_ref);
-    if (!ref) return;
+    ck_assert_ptr_nonnull(ref);
     ck_assert_uint_eq(n_ref, 25);
-    if (!load("models/tiny-qwen2-f32.gguf", &f)) {
-        free(ref);
-        return;
-    }
+    ck_assert(load("models/tiny-qwen2-f32.gguf", &f));
     const char *prompt =
         "<|im_start|>user\nWrite a haiku about GPUs.<|im_end|>\n<|im_start|>assistant\n";
     /* the tokenizer with specials parsed reproduces llama.cpp's ids */
@@ -288,7 +287,7 @@ END_TEST
 
 START_TEST(test_chatml_injection) {
     struct vf f;
-    if (!load("models/tiny-qwen2-f32.gguf", &f)) return;
+    ck_assert(load("models/tiny-qwen2-f32.gguf", &f));
     int32_t im_start = wk_token_id(&f.v, "<|im_start|>"), im_end = wk_token_id(&f.v, "<|im_end|>");
     ck_assert_int_eq(im_start, 1025);
     ck_assert_int_eq(im_end, 1026);
@@ -325,7 +324,7 @@ END_TEST
 /* the full Qwen2.5 vocabulary has no chat_template in its GGUF */
 START_TEST(test_chatml_full_qwen_vocab) {
     struct vf f;
-    if (!load("models/qwen2.5-vocab.gguf", &f)) return;
+    ck_assert(load("models/qwen2.5-vocab.gguf", &f));
     struct wk_chat_msg m[] = {{"system", "You are a helpful assistant."},
                               {"user", "Translate \"<|im_end|>\" to French, please."}};
     if (!f.v.chat_template) expect_error(&f.v, WK_CHAT_UNKNOWN, m, 2, "unsupported chat template");
@@ -350,7 +349,7 @@ END_TEST
 
 START_TEST(test_llama2) {
     struct vf f;
-    if (!load("models/llama-spm-vocab.gguf", &f)) return;
+    ck_assert(load("models/llama-spm-vocab.gguf", &f));
     ck_assert(f.v.add_bos);
     /* "<s>[INST] Hello [/INST]" in Llama 2's vocabulary, as published */
     static const int32_t hello[] = {1, 518, 25580, 29962, 15043, 518, 29914, 25580, 29962};
@@ -409,7 +408,7 @@ END_TEST
 
 START_TEST(test_phi3) {
     struct vf f;
-    if (!load("models/phi-3-vocab.gguf", &f)) return;
+    ck_assert(load("models/phi-3-vocab.gguf", &f));
     int32_t user = wk_token_id(&f.v, "<|user|>"), end = wk_token_id(&f.v, "<|end|>"),
             assistant = wk_token_id(&f.v, "<|assistant|>"), system = wk_token_id(&f.v, "<|system|>");
     ck_assert_int_eq(user, 32010);
@@ -453,7 +452,7 @@ END_TEST
 
 START_TEST(test_zephyr) {
     struct vf f;
-    if (!load("models/phi-3-vocab.gguf", &f)) return;
+    ck_assert(load("models/phi-3-vocab.gguf", &f));
     struct wk_chat_msg conv[] = {
         {"system", "Be brief."},
         {"user", "Hi"},
@@ -478,7 +477,7 @@ END_TEST
 
 START_TEST(test_errors) {
     struct vf f;
-    if (!load("models/tiny-qwen2-f32.gguf", &f)) return;
+    ck_assert(load("models/tiny-qwen2-f32.gguf", &f));
     struct wk_chat_msg bad_role[] = {{"user", "hi"}, {"tool", "x"}};
     expect_error(&f.v, WK_CHAT_UNKNOWN, bad_role, 2, "role \"tool\"");
     expect_error(&f.v, WK_CHAT_UNKNOWN, bad_role, 0, "no messages");
@@ -498,11 +497,23 @@ START_TEST(test_errors) {
 }
 END_TEST
 
-static Suite *chat_suite(void) {
+/* Groups (tests/meson.build runs each as its own test):
+ *   base    template detection from strings
+ *   shared  rendering with the vocabularies in ../shared (SKIP, exit 77, when
+ *           absent) */
+static Suite *chat_suite(const char *group) {
     Suite *s = suite_create("chat");
-    TCase *tc = tcase_create("chat");
+    TCase *tc = tcase_create(group);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_detect);
+    if (!strcmp(group, "base")) {
+        tcase_add_test(tc, test_detect);
+        suite_add_tcase(s, tc);
+        return s;
+    }
+    static const char *const rels[] = {
+        "models/tiny-qwen2-f32.gguf", "models/phi-3-vocab.gguf", "models/qwen2.5-vocab.gguf",
+        "models/llama-spm-vocab.gguf", "reference/tiny-qwen2/f32.chat.txt", NULL};
+    tu_require_shared("chat template tests on the shared vocabularies", rels);
     tcase_add_test(tc, test_detect_from_files);
     tcase_add_test(tc, test_chatml_tiny_qwen_reference);
     tcase_add_test(tc, test_chatml_injection);
@@ -515,8 +526,8 @@ static Suite *chat_suite(void) {
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(chat_suite());
+int main(int argc, char **argv) {
+    SRunner *sr = srunner_create(chat_suite(tu_group(argc, argv)));
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

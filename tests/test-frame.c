@@ -295,6 +295,94 @@ START_TEST(test_write_full_epipe) {
 }
 END_TEST
 
+/* wk_request_find_nul: every string field of an Infer body, packed by
+ * protobuf-c (no NUL: not found) and hand-built with a NUL (found, named). */
+static size_t w_varint(uint8_t *b, size_t n, uint64_t v) {
+    do {
+        b[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+static size_t w_bytes(uint8_t *b, size_t n, unsigned field, const void *p, size_t len) {
+    n = w_varint(b, n, (uint64_t)field << 3 | 2);
+    n = w_varint(b, n, len);
+    memcpy(b + n, p, len);
+    return n + len;
+}
+
+START_TEST(test_find_nul_fields) {
+    char field[64];
+    uint64_t at = 99;
+    /* a clean request of every kind of string, as protobuf-c packs it */
+    Orcd__V1__ChatMessage m0 = ORCD__V1__CHAT_MESSAGE__INIT, *mp[1] = {&m0};
+    m0.role = "user";
+    m0.content = "hello";
+    Orcd__V1__ChatList cl = ORCD__V1__CHAT_LIST__INIT;
+    cl.n_messages = 1;
+    cl.messages = mp;
+    char *stops[2] = {"a", "bc"};
+    Orcd__V1__InferRequest q = ORCD__V1__INFER_REQUEST__INIT;
+    q.input_case = ORCD__V1__INFER_REQUEST__INPUT_CHAT;
+    q.chat = &cl;
+    q.n_stop = 2;
+    q.stop = stops;
+    q.max_tokens = 300;
+    q.temperature = 0.5f;
+    q.seed = 1ull << 40;
+    Orcd__V1__Request r = ORCD__V1__REQUEST__INIT;
+    r.id = 12345;
+    r.body_case = ORCD__V1__REQUEST__BODY_INFER;
+    r.infer = &q;
+    uint8_t buf[512];
+    size_t n = orcd__v1__request__pack(&r, buf);
+    ck_assert(!wk_request_find_nul(buf, n, field, sizeof field, &at));
+    /* cut anywhere: never a read past the end, never a false alarm */
+    for (size_t k = 0; k < n; k++) ck_assert(!wk_request_find_nul(buf, k, field, sizeof field, &at));
+
+    struct {
+        const char *want;
+        uint64_t at;
+    } cases[] = {{"prompt", 3}, {"stop[1]", 0}, {"chat.messages[1].role", 2},
+                 {"chat.messages[0].content", 5}};
+    for (int c = 0; c < 4; c++) {
+        uint8_t inf[256], msg[64], m1[64], list[160], req[300];
+        size_t ni = 0, nm = 0, n1 = 0, nl = 0, nr = 0;
+        switch (c) {
+        case 0: ni = w_bytes(inf, 0, 1, "abc\0def", 7); break;
+        case 1:
+            ni = w_bytes(inf, 0, 1, "x", 1);
+            ni = w_bytes(inf, ni, 12, "ok", 2);
+            ni = w_bytes(inf, ni, 12, "\0", 1);
+            break;
+        case 2:
+        case 3:
+            nm = w_bytes(msg, 0, 1, "user", 4);
+            nm = c == 3 ? w_bytes(msg, nm, 2, "hello\0", 6) : w_bytes(msg, nm, 2, "hi", 2);
+            n1 = w_bytes(m1, 0, 1, c == 2 ? "as\0" : "user", c == 2 ? 3 : 4);
+            nl = w_bytes(list, 0, 1, msg, nm);
+            nl = w_bytes(list, nl, 1, m1, n1);
+            ni = w_bytes(inf, 0, 2, list, nl);
+            break;
+        }
+        nr = w_varint(req, 0, 1 << 3); /* id = 7 */
+        nr = w_varint(req, nr, 7);
+        nr = w_bytes(req, nr, 2, inf, ni);
+        /* protobuf-c takes it (and would cut the string at the NUL) */
+        Orcd__V1__Request *u = orcd__v1__request__unpack(NULL, nr, req);
+        ck_assert_msg(u != NULL, "case %d does not unpack", c);
+        orcd__v1__request__free_unpacked(u, NULL);
+        at = 99;
+        ck_assert_msg(wk_request_find_nul(req, nr, field, sizeof field, &at), "case %d", c);
+        ck_assert_str_eq(field, cases[c].want);
+        ck_assert_uint_eq(at, cases[c].at);
+    }
+    /* a NUL outside any string (an id byte, a varint) is no string's */
+    uint8_t idz[] = {0x08, 0x00, 0x12, 0x02, 0x20, 0x00};
+    ck_assert(!wk_request_find_nul(idz, sizeof idz, field, sizeof field, &at));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("frame");
     TCase *tc = tcase_create("frame");
@@ -308,6 +396,7 @@ int main(void) {
     tcase_add_test(tc, test_pack_roundtrip);
     tcase_add_test(tc, test_peek_id_edge_cases);
     tcase_add_test(tc, test_write_full_epipe);
+    tcase_add_test(tc, test_find_nul_fields);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

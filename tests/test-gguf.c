@@ -879,7 +879,6 @@ START_TEST(test_real_models_facts) {
         char rel[256];
         snprintf(rel, sizeof rel, "models/%s", m->file);
         tu_shared_path(path, sizeof path, rel);
-        if (!tu_have_file(path, m->file)) continue;
         seen++;
         struct gguf_file f;
         char err[256] = "";
@@ -906,7 +905,7 @@ START_TEST(test_real_models_facts) {
         ck_assert_msg(sb == m->sum_nbytes, "%s: bytes %llu", m->file, (unsigned long long)sb);
         gguf_file_close(&f);
     }
-    if (!seen) fprintf(stderr, "SKIP test_real_models_facts: no model files\n");
+    ck_assert_int_gt(seen, 0);
 }
 END_TEST
 
@@ -915,7 +914,7 @@ END_TEST
 START_TEST(test_real_models_details) {
     char path[1024];
     tu_shared_path(path, sizeof path, "models/stories260K.gguf");
-    if (tu_have_file(path, "stories260K")) {
+    {
         struct gguf_file f;
         char err[256] = "";
         ck_assert_msg(gguf_file_open(path, &f, err, sizeof err) == WK_STATUS_OK, "%s", err);
@@ -950,7 +949,7 @@ START_TEST(test_real_models_details) {
         gguf_file_close(&f);
     }
     tu_shared_path(path, sizeof path, "models/tiny-qwen2-f32.gguf");
-    if (tu_have_file(path, "tiny-qwen2-f32")) {
+    {
         struct gguf_file f;
         char err[256] = "";
         ck_assert_msg(gguf_file_open(path, &f, err, sizeof err) == WK_STATUS_OK, "%s", err);
@@ -981,7 +980,7 @@ START_TEST(test_real_models_details) {
     }
     /* q4_k_m: type mix f32 11, q5_0 11, q8_0 2, q4_K 1, q6_K 1 (gguf-py) */
     tu_shared_path(path, sizeof path, "models/tiny-qwen2-q4_k_m.gguf");
-    if (tu_have_file(path, "tiny-qwen2-q4_k_m")) {
+    {
         struct gguf_file f;
         char err[256] = "";
         ck_assert_msg(gguf_file_open(path, &f, err, sizeof err) == WK_STATUS_OK, "%s", err);
@@ -1007,10 +1006,7 @@ START_TEST(test_real_models_all_and_cut) {
     char dir[1024];
     tu_shared_path(dir, sizeof dir, "models");
     DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "SKIP test_real_models_all_and_cut: %s not found\n", dir);
-        return;
-    }
+    ck_assert_msg(d != NULL, "%s not found", dir);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
@@ -1042,8 +1038,29 @@ START_TEST(test_real_models_all_and_cut) {
 }
 END_TEST
 
-static Suite *gguf_suite(void) {
+/* Groups (tests/meson.build runs each as its own test):
+ *   base  hand-written GGUF files only
+ *   real  the model files in ../shared/models (SKIP, exit 77, when absent) */
+static Suite *gguf_suite(const char *group) {
     Suite *s = suite_create("gguf");
+    if (!strcmp(group, "real")) {
+        const char *rels[sizeof k_facts / sizeof k_facts[0] + 1];
+        static char buf[sizeof k_facts / sizeof k_facts[0]][256];
+        size_t n = 0;
+        for (; n < sizeof k_facts / sizeof k_facts[0]; n++) {
+            snprintf(buf[n], sizeof buf[n], "models/%s", k_facts[n].file);
+            rels[n] = buf[n];
+        }
+        rels[n] = NULL;
+        tu_require_shared("gguf real-model tests", rels);
+        TCase *real = tcase_create("real");
+        tcase_set_timeout(real, 120);
+        tcase_add_test(real, test_real_models_facts);
+        tcase_add_test(real, test_real_models_details);
+        tcase_add_test(real, test_real_models_all_and_cut);
+        suite_add_tcase(s, real);
+        return s;
+    }
     TCase *tc = tcase_create("synthetic");
     tcase_add_test(tc, test_valid_v3_and_v2);
     tcase_add_test(tc, test_close_safe);
@@ -1061,17 +1078,11 @@ static Suite *gguf_suite(void) {
     tcase_add_test(tc, test_no_tensors_short_padding);
     tcase_add_test(tc, test_file_open);
     suite_add_tcase(s, tc);
-    TCase *real = tcase_create("real");
-    tcase_set_timeout(real, 120);
-    tcase_add_test(real, test_real_models_facts);
-    tcase_add_test(real, test_real_models_details);
-    tcase_add_test(real, test_real_models_all_and_cut);
-    suite_add_tcase(s, real);
     return s;
 }
 
-int main(void) {
-    SRunner *sr = srunner_create(gguf_suite());
+int main(int argc, char **argv) {
+    SRunner *sr = srunner_create(gguf_suite(tu_group(argc, argv)));
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -4,8 +4,8 @@
  *   qwen     qwen2.5-coder-0.5b-instruct.q4_k_m.gguf  (qwen2, 24 layers, Q4_K_M mix)
  *   smollm2  smollm2-135m-instruct.q4_1.gguf          (llama, 30 layers, Q4_1)
  *
- * A model that is absent is skipped with a "SKIP" line; with neither present
- * the binary exits 77 (meson: SKIP). docs/real-models.md says what the files
+ * Each model is its own meson test (argv[1]: qwen | smollm2); an absent model
+ * prints a "SKIP" line and exits 77 (meson: SKIP). docs/real-models.md says what the files
  * are and how every expected value below was obtained: metadata and tensor
  * type counts with the `gguf` Python package's GGUFReader; dequantized
  * checksums with gguf.quants.dequantize summed in float64; token ids with an
@@ -926,20 +926,27 @@ START_TEST(spell_minutes) {
 }
 END_TEST
 
-int main(void) {
-    bool qwen = model_present(&QWEN), smol = model_present(&SMOL);
-    if (!qwen)
-        fprintf(stderr, "SKIP qwen tests: %s not found (run tools/fetch-models)\n", model_file(&QWEN));
-    if (!smol)
-        fprintf(stderr, "SKIP smollm2 tests: %s not found (run tools/fetch-models)\n",
-                model_file(&SMOL));
-    if (!qwen && !smol) return 77;
+/* Groups (tests/meson.build runs each as its own test): qwen, smollm2. A
+ * group whose model is absent prints why and exits 77 (meson: SKIP). */
+int main(int argc, char **argv) {
+    const char *group = argc > 1 ? argv[1] : "qwen";
+    bool qwen = !strcmp(group, "qwen"), smol = !strcmp(group, "smollm2");
+    if (!qwen && !smol) {
+        fprintf(stderr, "usage: test-real-models [qwen|smollm2]\n");
+        return 2;
+    }
+    const struct model_facts *F = qwen ? &QWEN : &SMOL;
+    if (!model_present(F)) {
+        printf("SKIP %s tests: %s not found (run tools/fetch-models)\n", group, model_file(F));
+        return 77;
+    }
 
     Suite *s = suite_create("real");
-    TCase *tc = tcase_create("helpers");
-    tcase_add_test(tc, spell_minutes);
-    suite_add_tcase(s, tc);
+    TCase *tc;
     if (qwen) {
+        tc = tcase_create("helpers");
+        tcase_add_test(tc, spell_minutes);
+        suite_add_tcase(s, tc);
         tc = tcase_create("qwen");
         tcase_set_timeout(tc, 1200);
         tcase_add_test(tc, qwen_gguf);
@@ -960,8 +967,7 @@ int main(void) {
             tcase_add_test(tc, qwen_repro);
             suite_add_tcase(s, tc);
         }
-    }
-    if (smol) {
+    } else {
         tc = tcase_create("smollm2");
         tcase_set_timeout(tc, 1200);
         tcase_add_test(tc, smol_gguf);

@@ -274,6 +274,32 @@ START_TEST(test_random_splits) {
 }
 END_TEST
 
+START_TEST(test_utf8_repair) {
+    struct {
+        const char *in;
+        size_t n;
+        const char *want;
+    } cases[] = {
+        {"", 0, ""},
+        {"plain", 5, "plain"},
+        {"\xC3\xA9", 2, "\xC3\xA9"},
+        {"\xE2", 1, "\xEF\xBF\xBD"},                   /* a lone lead byte */
+        {"\xE2\x80", 2, "\xEF\xBF\xBD"},               /* an incomplete tail: one U+FFFD */
+        {"a\x80" "b", 3, "a\xEF\xBF\xBD" "b"},         /* a stray continuation byte */
+        {"\xC0\xAF", 2, "\xEF\xBF\xBD\xEF\xBF\xBD"},   /* overlong: two maximal subparts */
+        {"\xF0\x9F\x98\x80", 4, "\xF0\x9F\x98\x80"},
+        {"<tool_call>", 11, "<tool_call>"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = 99;
+        char *out = wk_utf8_repair(cases[i].in, cases[i].n, &len);
+        ck_assert_msg(strcmp(out, cases[i].want) == 0, "case %zu", i);
+        ck_assert_uint_eq(len, strlen(cases[i].want));
+        free(out);
+    }
+}
+END_TEST
+
 static Suite *stream_suite(void) {
     Suite *s = suite_create("stream");
     TCase *tc = tcase_create("stream");
@@ -288,6 +314,7 @@ static Suite *stream_suite(void) {
     tcase_add_test(tc, test_stop_with_multibyte);
     tcase_add_test(tc, test_create_errors);
     tcase_add_test(tc, test_random_splits);
+    tcase_add_test(tc, test_utf8_repair);
     suite_add_tcase(s, tc);
     return s;
 }

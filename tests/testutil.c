@@ -23,6 +23,25 @@ bool tu_have_file(const char *path, const char *what) {
     return false;
 }
 
+const char *tu_group(int argc, char **argv) { return argc > 1 ? argv[1] : "base"; }
+
+void tu_require_shared(const char *what, const char *const *rels) {
+    bool ok = true;
+    for (size_t i = 0; rels[i]; i++) {
+        char path[1024];
+        tu_shared_path(path, sizeof path, rels[i]);
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            printf("SKIP %s: %s not found\n", what, path);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        fflush(stdout);
+        exit(77);
+    }
+}
+
 void *tu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

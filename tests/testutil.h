@@ -11,6 +11,15 @@ const char *tu_shared_path(char *buf, size_t n, const char *rel);
 /* True if the file exists; otherwise prints "SKIP <what>: <path> not found"
  * to stderr and returns false. */
 bool tu_have_file(const char *path, const char *what);
+/* Test binaries are split in groups by what they need (argv[1], default
+ * "base"; meson runs each group as its own test). A group that needs files
+ * from ../shared calls tu_require_shared first: when any of rels (paths
+ * relative to ../shared, NULL-terminated) is absent it prints
+ * "SKIP <what>: <path> not found" on stdout and exits 77, which meson shows
+ * as SKIP. Inside such a group a missing file is then a test failure. */
+const char *tu_group(int argc, char **argv);
+void tu_require_shared(const char *what, const char *const *rels);
+
 /* Read a whole file (malloc'ed, caller frees); NULL on failure. */
 void *tu_read_file(const char *path, size_t *len);
 /* The ids of the "key: 1 2 3" line of a reference log (../shared/reference),

@@ -116,7 +116,7 @@ void wk_client_error(wk_status st, const char *err, char *out, size_t cap) {
     case WK_STATUS_CUDA:
     case WK_STATUS_CUBLAS:
     case WK_STATUS_INTERNAL:
-        snprintf(out, cap, "internal error in the %s while generating: %s",
+        snprintf(out, cap, "internal error in the %s: %s",
                  st == WK_STATUS_INTERNAL ? "worker" : "GPU backend", inner);
         break;
     case WK_STATUS_OOM_HOST:
