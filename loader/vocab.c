@@ -631,3 +631,9 @@ bool wk_token_is_eog(const struct wk_vocab *v, int32_t id) {
     const struct wk__tok *tk = v->impl;
     return tk->eog[id] != 0;
 }
+
+void wk_vocab_set_eog(struct wk_vocab *v, int32_t id) {
+    if (!v || !v->impl || id < 0 || id >= v->n_tokens) return;
+    struct wk__tok *tk = v->impl;
+    tk->eog[id] = 1;
+}
