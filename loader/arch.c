@@ -45,7 +45,7 @@ static const struct wk_arch_desc arch_table[] = {
         .rope_type = WK_ROPE_NORM,
         .rope_theta_default = 10000.0f,
         .act = WK_ACT_SILU,
-        .chat = WK_CHAT_LLAMA2,
+        .chat = WK_CHAT_UNKNOWN, /* Llama 2 and 3 differ: only the file's template says */
         .eog = {"<|eot_id|>", "<|eom_id|>", NULL},
     },
     {
@@ -69,6 +69,7 @@ static const struct wk_arch_desc arch_table[] = {
         .act = WK_ACT_SILU,
         .chat = WK_CHAT_PHI3,
         .eog = {"<|end|>", "<|endoftext|>", NULL},
+        .special_rstrip = true,
     },
     {
         /* Gemma 3 (text): embeddings × √n_embd, per-head q/k norms, pre and
@@ -87,7 +88,7 @@ static const struct wk_arch_desc arch_table[] = {
         .swa_period = 6,
         .act = WK_ACT_GELU_TANH,
         .embd_scale = WK_EMBD_SCALE_SQRT_EMBD,
-        .chat = WK_CHAT_GEMMA,
+        .chat = WK_CHAT_UNKNOWN, /* no gemma template yet: plain completion */
         .eog = {"<end_of_turn>", NULL},
     },
 };

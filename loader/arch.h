@@ -24,8 +24,9 @@
  *   embedding    scale of the looked-up row (1, or √n_embd for gemma).
  *   output       output.weight, or tied to token_embd when absent.
  *   chat, eog    the chat template family used when tokenizer.chat_template
- *                is absent or unrecognised, and the token texts that end
- *                generation beside eos/eot (marked when the vocabulary has them).
+ *                is absent, the token texts that end generation beside
+ *                eos/eot (marked when the vocabulary has them), and whether
+ *                special tokens strip the spaces after them (phi3).
  *
  * Adding a family is a row here (plus, at most, one new operation in each
  * backend when it needs one the general pass lacks).
@@ -90,6 +91,8 @@ struct wk_arch_desc {
     enum wk_embd_scale embd_scale;
     enum wk_chat_template chat;          /* fallback chat template family */
     const char *eog[WK_ARCH_MAX_EOG];    /* extra end-of-generation texts, NULL-terminated */
+    bool special_rstrip;                 /* SPM: special tokens eat the spaces after them (phi3;
+                                          * llama.cpp also applies it to models named "phi-3") */
 };
 
 /* The row of an architecture name (len bytes, not NUL-terminated), or NULL. */

@@ -60,7 +60,6 @@ enum wk_chat_template wk_chat_detect(const char *t) {
         return WK_CHAT_LLAMA2;
     if (!strcmp(t, "phi3")) return WK_CHAT_PHI3;
     if (!strcmp(t, "zephyr")) return WK_CHAT_ZEPHYR;
-    if (!strcmp(t, "gemma")) return WK_CHAT_GEMMA;
     /* llm_chat_detect_template's cascade, in its order; the branches that
      * lead to templates we do not implement return UNKNOWN so a template is
      * never taken for a different one */
@@ -79,8 +78,6 @@ enum wk_chat_template wk_chat_detect(const char *t) {
     if (has(t, "<|assistant|>") && has(t, "<|user|>")) return WK_CHAT_UNKNOWN;   /* falcon3, glmedge */
     if (has(t, "<|{{ item['role'] }}|>") && has(t, "<|begin_of_image|>")) return WK_CHAT_UNKNOWN;
     if (has(t, "<|user|>") && has(t, "<|endoftext|>")) return WK_CHAT_ZEPHYR;
-    if (has(t, "bos_token + message['role']")) return WK_CHAT_UNKNOWN;           /* monarch */
-    if (has(t, "<start_of_turn>")) return WK_CHAT_GEMMA;
     return WK_CHAT_UNKNOWN;
 }
 
@@ -90,7 +87,6 @@ const char *wk_chat_template_name(enum wk_chat_template t) {
     case WK_CHAT_LLAMA2: return "llama2";
     case WK_CHAT_ZEPHYR: return "zephyr";
     case WK_CHAT_PHI3: return "phi3";
-    case WK_CHAT_GEMMA: return "gemma";
     default: return "unknown";
     }
 }
@@ -348,32 +344,6 @@ static wk_status render_phi3_zephyr(struct builder *b, const struct wk_chat_msg 
     return lit(b, "\n");
 }
 
-/* Gemma (llama.cpp's "gemma"): "<start_of_turn>ROLE\n" + trimmed content +
- * "<end_of_turn>\n", assistant spelled "model"; Gemma has no system turn, so
- * system text (trimmed) opens the next user turn followed by a blank line. */
-static wk_status render_gemma(struct builder *b, const struct wk_chat_msg *m, size_t n) {
-    const char *sys = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (!strcmp(m[i].role, "system")) {
-            sys = m[i].content;
-            continue;
-        }
-        const bool model = !strcmp(m[i].role, "assistant");
-        TRY(ctl(b, "<start_of_turn>"));
-        TRY(lit(b, model ? "model\n" : "user\n"));
-        if (sys && !model) {
-            TRY(lit_trimmed(b, sys, true));
-            TRY(lit(b, "\n\n"));
-            sys = NULL;
-        }
-        TRY(lit_trimmed(b, m[i].content, true));
-        TRY(ctl(b, "<end_of_turn>"));
-        TRY(lit(b, "\n"));
-    }
-    TRY(ctl(b, "<start_of_turn>"));
-    return lit(b, "model\n");
-}
-
 #undef TRY
 
 // ----------------------------------------------------------------------------
@@ -387,7 +357,7 @@ wk_status wk_chat_tokenize_as(const struct wk_vocab *v, enum wk_chat_template tm
     if (tmpl == WK_CHAT_UNKNOWN) tmpl = wk_chat_detect(v->chat_template);
     if (tmpl == WK_CHAT_UNKNOWN)
         return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
-                       "%s: unsupported chat template%s (supported: chatml, llama2, phi3, zephyr, gemma)",
+                       "%s: unsupported chat template%s (supported: chatml, llama2, phi3, zephyr)",
                        __func__, v->chat_template ? "" : " (the model has none)");
     if (n == 0 || !msgs)
         return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no messages", __func__);
@@ -420,7 +390,6 @@ wk_status wk_chat_tokenize_as(const struct wk_vocab *v, enum wk_chat_template tm
             break;
         case WK_CHAT_PHI3: st = render_phi3_zephyr(&b, msgs, n, true); break;
         case WK_CHAT_ZEPHYR: st = render_phi3_zephyr(&b, msgs, n, false); break;
-        case WK_CHAT_GEMMA: st = render_gemma(&b, msgs, n); break;
         default: st = WK_STATUS_INTERNAL; break;
         }
     }

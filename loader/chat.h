@@ -1,7 +1,6 @@
 /* chat.h — chat templates, detected from tokenizer.chat_template as
  * llama.cpp detects them: chatml (qwen2, "<|im_start|>"), llama2 ("[INST]"),
- * zephyr ("<|user|>" with "</s>"), phi3 ("<|user|>" with "<|end|>"),
- * gemma ("<start_of_turn>").
+ * zephyr ("<|user|>" with "</s>"), phi3 ("<|user|>" with "<|end|>").
  *
  * The result is a token sequence: the template's control tokens come from the
  * vocabulary by id, and message content is tokenized with special tokens
@@ -25,7 +24,6 @@ enum wk_chat_template {
     WK_CHAT_LLAMA2,
     WK_CHAT_ZEPHYR,
     WK_CHAT_PHI3,
-    WK_CHAT_GEMMA,
 };
 
 struct wk_chat_msg {
