@@ -157,6 +157,22 @@ START_TEST(table_rows) {
 }
 END_TEST
 
+/* An architecture without a row is refused by name, listing the rows. */
+START_TEST(unknown_arch) {
+    struct tu_wb b = {0};
+    tu_wb_header(&b, 3, 0, 1);
+    tu_wb_kv_str(&b, "general.architecture", "mamba");
+    tu_wb_pad(&b, 32);
+    struct gguf_file g;
+    struct wk_model m;
+    char err[256] = "";
+    ck_assert_int_eq(gguf_file_parse(b.p, b.n, &g, err, sizeof err), WK_STATUS_OK);
+    ck_assert_int_eq(wk_model_from_gguf(&g, &m, err, sizeof err), WK_STATUS_BAD_MODEL);
+    ck_assert_msg(strstr(err, "'mamba'") && strstr(err, "llama, qwen2, phi3, gemma3"), "%s", err);
+    free(b.p);
+}
+END_TEST
+
 /* phi3's fused tensors are row ranges of the file's bytes. */
 START_TEST(phi3_views) {
     struct wk_model *m = load_shared("models/tiny-phi3-q8_0-128k.gguf");
@@ -538,6 +554,7 @@ int main(void) {
     TCase *tc = tcase_create("arch");
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, table_rows);
+    tcase_add_test(tc, unknown_arch);
     tcase_add_test(tc, phi3_views);
     tcase_add_test(tc, ftype_names);
     tcase_add_loop_test(tc, phi3_reference, 0, (int)(sizeof phi3_cases / sizeof *phi3_cases));
