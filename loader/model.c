@@ -57,8 +57,22 @@ static wk_status get_float_key(const struct gguf_file *g, const char *arch, cons
     return WK_STATUS_OK;
 }
 
+static wk_status get_str_key(const struct gguf_file *g, const char *arch, const char *suffix, struct gguf_str *out,
+                             char *err, size_t err_len) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (!gguf_get_str(g, key, out)) {
+        if (gguf_find_kv(g, key))
+            return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: key '%s' is not a string", key);
+        out->ptr = NULL;
+        out->len = 0;
+    }
+    return WK_STATUS_OK;
+}
+
 static wk_status load_hparams(struct wk_model *m, char *err, size_t err_len) {
     const struct gguf_file *g = &m->gguf;
+    const struct wk_arch_desc *d = m->desc;
     const char *a = m->arch_name;
     struct wk_hparams *hp = &m->hp;
     wk_status s;
@@ -77,8 +91,29 @@ static wk_status load_hparams(struct wk_model *m, char *err, size_t err_len) {
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
                        "wk_model_load: value_length %d != key_length %d is not supported", vlen, hp->head_dim);
     TRY(get_int_key(g, a, "rope.dimension_count", false, hp->head_dim, 2, MAX_HEAD_DIM, &hp->rope_dim, err, err_len));
-    TRY(get_float_key(g, a, "rope.freq_base", false, 10000.0f, &hp->rope_theta, err, err_len));
+    TRY(get_float_key(g, a, "rope.freq_base", false, d->rope_theta_default, &hp->rope_theta, err, err_len));
     TRY(get_float_key(g, a, "attention.layer_norm_rms_epsilon", false, 1e-5f, &hp->rms_eps, err, err_len));
+    hp->n_swa = 0;
+    if (d->swa_period > 0)
+        TRY(get_int_key(g, a, "attention.sliding_window", false, 0, 0, 1 << 24, &hp->n_swa, err, err_len));
+    hp->n_ctx_orig = 0;
+    hp->rope_attn_factor = 1.0f;
+    if (d->rope_factors) {
+        TRY(get_int_key(g, a, "rope.scaling.original_context_length", false, 0, 0, 1 << 24, &hp->n_ctx_orig, err,
+                        err_len));
+        TRY(get_float_key(g, a, "rope.scaling.attn_factor", false, 1.0f, &hp->rope_attn_factor, err, err_len));
+    }
+    /* rope.scaling.type: none, or linear (rope.scaling.factor divides every
+     * frequency of the global layers); anything else would rotate wrongly. */
+    hp->rope_linear = 1.0f;
+    struct gguf_str st;
+    TRY(get_str_key(g, a, "rope.scaling.type", &st, err, err_len));
+    if (st.ptr && gguf_str_eq(st, "linear")) {
+        TRY(get_float_key(g, a, "rope.scaling.factor", false, 1.0f, &hp->rope_linear, err, err_len));
+    } else if (st.ptr && !gguf_str_eq(st, "none") && !(d->rope_factors && (gguf_str_eq(st, "longrope") || gguf_str_eq(st, "su")))) {
+        return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: %s.rope.scaling.type '%.*s' is not supported",
+                       a, (int)(st.len > 32 ? 32 : st.len), st.ptr);
+    }
 #undef TRY
     if (hp->n_head % hp->n_head_kv != 0)
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
@@ -87,11 +122,10 @@ static wk_status load_hparams(struct wk_model *m, char *err, size_t err_len) {
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
                        "wk_model_load: head_dim %d / rope dimension %d must be even with rope <= head",
                        hp->head_dim, hp->rope_dim);
-    hp->rope_type = m->arch == WK_ARCH_QWEN2 ? WK_ROPE_NEOX : WK_ROPE_NORM;
-    hp->act = WK_ACT_SILU;
-    hp->embd_scale = 1.0f;
+    hp->rope_type = d->rope_type;
+    hp->act = d->act;
+    hp->embd_scale = d->embd_scale == WK_EMBD_SCALE_SQRT_EMBD ? sqrtf((float)hp->n_embd) : 1.0f;
     hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
-    hp->rope_attn_factor = 1.0f;
     return WK_STATUS_OK;
 }
 
@@ -109,7 +143,6 @@ static wk_status map_tensor(struct wk_model *m, struct wk_tensor *t, const char 
         if (!required) return WK_STATUS_OK;
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: missing tensor '%s'", name);
     }
-    uint32_t want_dims = ne1 ? 2 : 1;
     bool shape_ok = ti->ne[0] == ne0 && ti->ne[1] == (ne1 ? ne1 : 1) && ti->ne[2] == 1 && ti->ne[3] == 1;
     if (!shape_ok) {
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
@@ -118,7 +151,6 @@ static wk_status map_tensor(struct wk_model *m, struct wk_tensor *t, const char 
                        name, (long long)ti->ne[0], (long long)ti->ne[1], (long long)ti->ne[2],
                        (long long)ti->ne[3], (long long)ne0, (long long)(ne1 ? ne1 : 1));
     }
-    (void)want_dims;
     const struct wk_type_info *info = wk_type_info(ti->type);
     if (!info || !info->supported)
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: tensor '%s' has unsupported type %s (%u)",
@@ -133,12 +165,26 @@ static wk_status map_tensor(struct wk_model *m, struct wk_tensor *t, const char 
     return WK_STATUS_OK;
 }
 
+/* Rows [row0, row0 + rows) of the matrix `fused` as a matrix of its own:
+ * a GGUF matrix stores whole rows one after another, so the range is the
+ * contiguous bytes from data + row0 * row_bytes. */
+static struct wk_tensor row_view(const struct wk_tensor *fused, int64_t row0, int64_t rows, const char *part) {
+    struct wk_tensor v = *fused;
+    const size_t rb = wk_row_bytes(fused->type, fused->ne[0]);
+    snprintf(v.name, sizeof v.name, "%.56s#%s", fused->name, part);
+    v.ne[1] = rows;
+    v.data = (const uint8_t *)fused->data + (size_t)row0 * rb;
+    v.nbytes = (uint64_t)rows * rb;
+    return v;
+}
+
 static wk_status map_tensors(struct wk_model *m, char *err, size_t err_len) {
+    const struct wk_arch_desc *d = m->desc;
     const struct wk_hparams *hp = &m->hp;
-    const int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
+    const int64_t E = hp->n_embd, F = hp->n_ff, V = hp->n_vocab, HD = hp->head_dim;
     const int64_t QD = (int64_t)hp->n_head * hp->head_dim, KD = (int64_t)hp->n_head_kv * hp->head_dim;
     wk_status s;
-    char nm[64];
+    char nm[96];
 #define MAP(t, name, a, b, req, vec) \
     do { if ((s = map_tensor(m, t, name, a, b, req, vec, err, err_len)) != WK_STATUS_OK) return s; } while (0)
     MAP(&m->tok_embd, "token_embd.weight", E, V, true, false);
@@ -146,32 +192,88 @@ static wk_status map_tensors(struct wk_model *m, char *err, size_t err_len) {
     MAP(&m->output, "output.weight", E, V, false, false);
     m->tied_output = m->output.data == NULL;
     if (m->tied_output) m->output = m->tok_embd;
+    const int64_t half = hp->rope_dim / 2;
+    if (d->rope_factors) {
+        MAP(&m->rope_factors_long, "rope_factors_long.weight", half, 0, false, true);
+        MAP(&m->rope_factors_short, "rope_factors_short.weight", half, 0, false, true);
+        if (!m->rope_factors_long.data != !m->rope_factors_short.data)
+            return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
+                           "wk_model_load: rope_factors_long and rope_factors_short come in pairs (one is missing)");
+    }
+    if (d->rope_freqs) MAP(&m->rope_freqs, "rope_freqs.weight", half, 0, false, true);
+    if (hp->rope_linear != 1.0f) {
+        if (m->rope_freqs.data || m->rope_factors_long.data)
+            return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
+                           "wk_model_load: linear rope scaling together with rope frequency factors is not supported");
+        m->rope_linear_factors = malloc((size_t)half * sizeof(float));
+        if (!m->rope_linear_factors) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "wk_model_load: out of memory");
+        for (int64_t i = 0; i < half; i++) m->rope_linear_factors[i] = hp->rope_linear;
+    }
+
+    /* The expected shape of each per-layer tensor: {ne0, ne1}, ne1 = 0 for vectors. */
+    const int64_t shape[WK_LT__COUNT][2] = {
+        [WK_LT_ATTN_NORM] = {E, 0},      [WK_LT_Q] = {E, QD},          [WK_LT_K] = {E, KD},
+        [WK_LT_V] = {E, KD},             [WK_LT_QKV] = {E, QD + 2 * KD}, [WK_LT_BQ] = {QD, 0},
+        [WK_LT_BK] = {KD, 0},            [WK_LT_BV] = {KD, 0},         [WK_LT_Q_NORM] = {HD, 0},
+        [WK_LT_K_NORM] = {HD, 0},        [WK_LT_OUT] = {QD, E},        [WK_LT_ATTN_POST_NORM] = {E, 0},
+        [WK_LT_FFN_NORM] = {E, 0},       [WK_LT_GATE] = {E, F},        [WK_LT_UP] = {E, F},
+        [WK_LT_GATE_UP] = {E, 2 * F},    [WK_LT_DOWN] = {F, E},        [WK_LT_FFN_POST_NORM] = {E, 0},
+    };
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "wk_model_load: out of memory");
     for (int l = 0; l < hp->n_layer; l++) {
         struct wk_layer *L = &m->layers[l];
-#define NM(suffix) (snprintf(nm, sizeof nm, "blk.%d.%s", l, suffix), nm)
-        MAP(&L->attn_norm, NM("attn_norm.weight"), E, 0, true, true);
-        MAP(&L->wq, NM("attn_q.weight"), E, QD, true, false);
-        MAP(&L->wk, NM("attn_k.weight"), E, KD, true, false);
-        MAP(&L->wv, NM("attn_v.weight"), E, KD, true, false);
-        bool need_bias = m->arch == WK_ARCH_QWEN2;
-        MAP(&L->bq, NM("attn_q.bias"), QD, 0, need_bias, true);
-        MAP(&L->bk, NM("attn_k.bias"), KD, 0, need_bias, true);
-        MAP(&L->bv, NM("attn_v.bias"), KD, 0, need_bias, true);
-        MAP(&L->wo, NM("attn_output.weight"), QD, E, true, false);
-        MAP(&L->ffn_norm, NM("ffn_norm.weight"), E, 0, true, true);
-        MAP(&L->w_gate, NM("ffn_gate.weight"), E, F, true, false);
-        MAP(&L->w_up, NM("ffn_up.weight"), E, F, true, false);
-        MAP(&L->w_down, NM("ffn_down.weight"), F, E, true, false);
-        L->rope_theta = hp->rope_theta;
-#undef NM
+        /* where each role lands; the fused ones go to a scratch tensor first */
+        struct wk_tensor qkv, gate_up;
+        struct wk_tensor *dst[WK_LT__COUNT] = {
+            [WK_LT_ATTN_NORM] = &L->attn_norm, [WK_LT_Q] = &L->wq,     [WK_LT_K] = &L->wk,
+            [WK_LT_V] = &L->wv,                [WK_LT_QKV] = &qkv,     [WK_LT_BQ] = &L->bq,
+            [WK_LT_BK] = &L->bk,               [WK_LT_BV] = &L->bv,    [WK_LT_Q_NORM] = &L->attn_q_norm,
+            [WK_LT_K_NORM] = &L->attn_k_norm,  [WK_LT_OUT] = &L->wo,   [WK_LT_ATTN_POST_NORM] = &L->attn_post_norm,
+            [WK_LT_FFN_NORM] = &L->ffn_norm,   [WK_LT_GATE] = &L->w_gate, [WK_LT_UP] = &L->w_up,
+            [WK_LT_GATE_UP] = &gate_up,        [WK_LT_DOWN] = &L->w_down, [WK_LT_FFN_POST_NORM] = &L->ffn_post_norm,
+        };
+        memset(&qkv, 0, sizeof qkv);
+        memset(&gate_up, 0, sizeof gate_up);
+        for (int t = 0; t < WK_LT__COUNT; t++) {
+            if (d->tensors[t] == WK_NEED_NO) continue;
+            snprintf(nm, sizeof nm, "blk.%d.%s", l, wk_arch_tensor_suffix((enum wk_lt)t));
+            MAP(dst[t], nm, shape[t][0], shape[t][1], d->tensors[t] == WK_NEED_REQ, shape[t][1] == 0);
+        }
+        if (qkv.data) {
+            L->wq = row_view(&qkv, 0, QD, "q");
+            L->wk = row_view(&qkv, QD, KD, "k");
+            L->wv = row_view(&qkv, QD + KD, KD, "v");
+        }
+        if (gate_up.data) {
+            L->w_gate = row_view(&gate_up, 0, F, "gate");
+            L->w_up = row_view(&gate_up, F, F, "up");
+        }
+        const bool swa = wk_arch_layer_is_swa(d, l) && hp->n_swa > 0;
+        L->window = swa ? hp->n_swa : 0;
+        L->rope_theta = swa && d->rope_theta_swa > 0 ? d->rope_theta_swa : hp->rope_theta;
     }
 #undef MAP
     return WK_STATUS_OK;
 }
 
-/* Sum sizes; name the dominant matrix type by bytes. */
+/* llama.cpp's LLAMA_FTYPE numbering (general.file_type); 1024 = "guessed". */
+static const char *ftype_name(uint32_t ft) {
+    static const char *const names[] = {
+        [0] = "F32",     [1] = "F16",      [2] = "Q4_0",     [3] = "Q4_1",     [7] = "Q8_0",
+        [8] = "Q5_0",    [9] = "Q5_1",     [10] = "Q2_K",    [11] = "Q3_K_S",  [12] = "Q3_K_M",
+        [13] = "Q3_K_L", [14] = "Q4_K_S",  [15] = "Q4_K_M",  [16] = "Q5_K_S",  [17] = "Q5_K_M",
+        [18] = "Q6_K",   [19] = "IQ2_XXS", [20] = "IQ2_XS",  [21] = "Q2_K_S",  [22] = "IQ3_XS",
+        [23] = "IQ3_XXS", [24] = "IQ1_S",  [25] = "IQ4_NL",  [26] = "IQ3_S",   [27] = "IQ3_M",
+        [28] = "IQ2_S",  [29] = "IQ2_M",   [30] = "IQ4_XS",  [31] = "IQ1_M",   [32] = "BF16",
+        [36] = "TQ1_0",  [37] = "TQ2_0",   [38] = "MXFP4_MOE",
+    };
+    ft &= ~1024u;
+    return ft < sizeof names / sizeof *names ? names[ft] : NULL;
+}
+
+/* Sum sizes; name the file type from general.file_type, else the dominant
+ * matrix type by bytes. */
 static void summarize(struct wk_model *m) {
     uint64_t by_type[GGML_TYPE__COUNT] = {0};
     for (uint64_t i = 0; i < m->gguf.n_tensors; i++) {
@@ -182,11 +284,35 @@ static void summarize(struct wk_model *m) {
         m->weight_bytes += t->nbytes;
         if (t->n_dims >= 2 && t->type < GGML_TYPE__COUNT) by_type[t->type] += t->nbytes;
     }
+    uint32_t ft;
+    const char *fname = gguf_get_u32(&m->gguf, "general.file_type", &ft) ? ftype_name(ft) : NULL;
+    if (fname) {
+        snprintf(m->ftype_name, sizeof m->ftype_name, "%s", fname);
+        return;
+    }
     uint32_t best = 0;
     for (uint32_t ty = 0; ty < GGML_TYPE__COUNT; ty++)
         if (by_type[ty] > by_type[best]) best = ty;
     const struct wk_type_info *info = wk_type_info(best);
     snprintf(m->ftype_name, sizeof m->ftype_name, "%s", info ? info->name : "?");
+}
+
+/* The row's end-of-generation texts and, when the file has no chat template,
+ * its template family. */
+static wk_status apply_vocab_rules(struct wk_model *m, char *err, size_t err_len) {
+    const struct wk_arch_desc *d = m->desc;
+    for (int i = 0; i < WK_ARCH_MAX_EOG && d->eog[i]; i++) {
+        int32_t id = wk_token_id(&m->vocab, d->eog[i]);
+        if (id >= 0) wk_vocab_set_eog(&m->vocab, id);
+    }
+    if (!m->vocab.chat_template && d->chat != WK_CHAT_UNKNOWN) {
+        /* wk_chat_detect takes a family by its name */
+        const char *name = wk_chat_template_name(d->chat);
+        m->vocab.chat_template = malloc(strlen(name) + 1);
+        if (!m->vocab.chat_template) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "wk_model_load: out of memory");
+        memcpy(m->vocab.chat_template, name, strlen(name) + 1);
+    }
+    return WK_STATUS_OK;
 }
 
 wk_status wk_model_from_gguf(struct gguf_file *g, struct wk_model *m, char *err, size_t err_len) {
@@ -201,16 +327,15 @@ wk_status wk_model_from_gguf(struct gguf_file *g, struct wk_model *m, char *err,
         s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: missing key 'general.architecture'");
         goto fail;
     }
-    if (gguf_str_eq(arch, "llama")) {
-        m->arch = WK_ARCH_LLAMA;
-    } else if (gguf_str_eq(arch, "qwen2")) {
-        m->arch = WK_ARCH_QWEN2;
-    } else {
-        s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: unsupported architecture '%.*s' (supported: llama, qwen2)",
-                    (int)(arch.len > 64 ? 64 : arch.len), arch.ptr);
+    m->desc = wk_arch_find(arch.ptr, arch.len);
+    if (!m->desc) {
+        char list[128];
+        wk_arch_list(list, sizeof list);
+        s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "wk_model_load: unsupported architecture '%.*s' (supported: %s)",
+                    (int)(arch.len > 64 ? 64 : arch.len), arch.ptr, list);
         goto fail;
     }
-    snprintf(m->arch_name, sizeof m->arch_name, "%s", m->arch == WK_ARCH_QWEN2 ? "qwen2" : "llama");
+    snprintf(m->arch_name, sizeof m->arch_name, "%s", m->desc->name);
 
     struct gguf_str name;
     if (gguf_get_str(&m->gguf, "general.name", &name))
@@ -240,6 +365,7 @@ wk_status wk_model_from_gguf(struct gguf_file *g, struct wk_model *m, char *err,
                     m->vocab.n_tokens, m->hp.n_vocab);
         goto fail;
     }
+    if ((s = apply_vocab_rules(m, err, err_len)) != WK_STATUS_OK) goto fail;
     summarize(m);
     return WK_STATUS_OK;
 fail:
@@ -260,6 +386,7 @@ void wk_model_free(struct wk_model *m) {
     if (!m) return;
     wk_vocab_free(&m->vocab);
     free(m->layers);
+    free(m->rope_linear_factors);
     gguf_file_close(&m->gguf);
     memset(m, 0, sizeof *m);
     m->gguf.fd = -1;
@@ -267,12 +394,21 @@ void wk_model_free(struct wk_model *m) {
 
 struct wk_rope wk_model_rope(const struct wk_model *m, int layer, int n_ctx) {
     const struct wk_hparams *hp = &m->hp;
-    const struct wk_tensor *f = hp->n_ctx_orig > 0 && n_ctx > hp->n_ctx_orig ? &m->rope_factors_long
-                                                                             : &m->rope_factors_short;
+    const struct wk_layer *L = &m->layers[layer];
+    const float *f = NULL;
+    if (m->rope_freqs.data) {
+        f = m->rope_freqs.data;
+    } else if (m->rope_factors_long.data) {
+        /* by the configured context, not by position (llama.cpp's choice) */
+        const int orig = hp->n_ctx_orig > 0 ? hp->n_ctx_orig : hp->n_ctx_train;
+        f = n_ctx > orig ? m->rope_factors_long.data : m->rope_factors_short.data;
+    } else if (m->rope_linear_factors && L->window == 0) {
+        f = m->rope_linear_factors; /* local (windowed) layers are not scaled */
+    }
     struct wk_rope r = {
         .dim = hp->rope_dim,
-        .theta = m->layers[layer].rope_theta,
-        .freq_factors = f->data,
+        .theta = L->rope_theta,
+        .freq_factors = f,
         .attn_factor = hp->rope_attn_factor,
     };
     return r;

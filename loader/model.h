@@ -22,7 +22,20 @@
  * its gate+up ffn_up) are split by the loader into row-range views, so
  * wq/wk/wv and w_gate/w_up are always separate matrices here.
  *
- * Supported architectures (general.architecture): see loader/arch.c.
+ * Supported architectures (general.architecture): the rows of the table in
+ * loader/arch.c; m->desc is the row the model was loaded with. Nothing
+ * outside the loader should need it for the forward pass: every difference
+ * is already in the fields below.
+ *
+ * Rope per layer (wk_model_rope): base = the layer's rope_theta (gemma3's
+ * sliding-window layers use 10000, its global ones rope.freq_base);
+ * frequency factors = rope_freqs (llama3) when present, else LongRoPE's
+ * long factors when the configured context n_ctx exceeds
+ * rope.scaling.original_context_length and the short ones otherwise (the
+ * choice llama.cpp makes: by context size, not by position, so a 128k phi3
+ * run at n_ctx 4096 rotates with the short factors from position 0 and one
+ * at n_ctx 8192 with the long ones from position 0), else a linear
+ * rope.scaling.factor on the global layers; attn_factor scales cos and sin.
  *
  * Tensor shapes as GGUF stores them (ne[0] innermost = the input dimension):
  *   token_embd.weight        {n_embd, n_vocab}
@@ -46,6 +59,7 @@
 #include <stdint.h>
 
 #include "core/rope.h"
+#include "loader/arch.h"
 #include "loader/gguf.h"
 #include "loader/tokenizer.h"
 #include "core/status.h"
@@ -54,13 +68,10 @@
 extern "C" {
 #endif
 
-enum wk_arch { WK_ARCH_LLAMA = 0, WK_ARCH_QWEN2 = 1 };
-enum wk_rope_type { WK_ROPE_NORM = 0, WK_ROPE_NEOX = 2 };
-/* The gated FFN's activation: SwiGLU (silu) or GeGLU with the tanh GELU. */
-enum wk_act { WK_ACT_SILU = 0, WK_ACT_GELU_TANH = 1 };
-
 /* A view of one tensor in the mapped file. data == NULL means "absent"
- * (only for optional tensors: biases, output). */
+ * (only for optional tensors: biases, output). A view of a fused tensor is
+ * a row range of it: data = fused data + row0 * row_bytes, ne[1] = rows,
+ * name "<fused name>#q" (k, v, gate, up). */
 struct wk_tensor {
     char name[64];     /* e.g. "blk.3.attn_q.weight" */
     uint32_t type;     /* enum ggml_type */
@@ -106,20 +117,20 @@ struct wk_hparams {
      * (long when n_ctx > n_ctx_orig, as llama.cpp does), and the cos/sin scale. */
     int n_ctx_orig;              /* rope.scaling.original_context_length; 0 = none */
     float rope_attn_factor;      /* 1 = none */
+    float rope_linear;           /* rope.scaling.factor of type linear (global layers); 1 = none */
 };
-
-struct wk_arch_desc;
 
 struct wk_model {
     struct gguf_file gguf; /* owns the mapping every tensor view borrows */
-    enum wk_arch arch;
-    char arch_name[32];    /* "qwen2" */
+    char arch_name[32];    /* "qwen2" (== desc->name) */
     char name[128];        /* general.name, or the file's base name */
     struct wk_hparams hp;
     struct wk_tensor tok_embd;
     struct wk_tensor output_norm;
     struct wk_tensor output;  /* == tok_embd's view when tied */
     struct wk_tensor rope_factors_long, rope_factors_short; /* {rope_dim/2} f32; NULL when absent */
+    struct wk_tensor rope_freqs;  /* {rope_dim/2} f32 (llama3), every context; NULL when absent */
+    float *rope_linear_factors;   /* {rope_dim/2}, each hp.rope_linear; owned, NULL when none */
     bool tied_output;
     struct wk_layer *layers;  /* n_layer entries, owned */
     struct wk_vocab vocab;

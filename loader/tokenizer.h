@@ -81,6 +81,10 @@ int wk_token_attr(const struct wk_vocab *v, int32_t id);
  * style end-of-generation control tokens). */
 bool wk_token_is_eog(const struct wk_vocab *v, int32_t id);
 
+/* Mark id as end-of-generation too (the architecture table's extra texts).
+ * Out-of-range ids are ignored. */
+void wk_vocab_set_eog(struct wk_vocab *v, int32_t id);
+
 #ifdef __cplusplus
 }
 #endif

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loader/arch.h"
 #include "loader/gguf.h"
 #include "loader/tokenizer-impl.h"
 
@@ -309,7 +310,8 @@ static wk_status build_rstrip(const struct gguf_file *g, struct wk_vocab *v, cha
     struct gguf_str arch = {0, ""}, name = {0, ""};
     (void)gguf_get_str(g, "general.architecture", &arch);
     (void)gguf_get_str(g, "general.name", &name);
-    if (!gguf_str_eq(arch, "phi3") && !contains_ci(name, "phi-3") && !contains_ci(name, "phi3")) return WK_STATUS_OK;
+    const struct wk_arch_desc *d = wk_arch_find(arch.ptr, arch.len);
+    if (!(d && d->special_rstrip) && !contains_ci(name, "phi-3") && !contains_ci(name, "phi3")) return WK_STATUS_OK;
     tk->rstrip = calloc((size_t)v->n_tokens, 1);
     if (!tk->rstrip) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "wk_vocab_load: rstrip flags");
     for (uint32_t k = 0; k < tk->special_start[256]; k++) tk->rstrip[tk->special_ids[k]] = 1;
@@ -630,4 +632,10 @@ bool wk_token_is_eog(const struct wk_vocab *v, int32_t id) {
     if (!v || !v->impl || id < 0 || id >= v->n_tokens) return false;
     const struct wk__tok *tk = v->impl;
     return tk->eog[id] != 0;
+}
+
+void wk_vocab_set_eog(struct wk_vocab *v, int32_t id) {
+    if (!v || !v->impl || id < 0 || id >= v->n_tokens) return;
+    struct wk__tok *tk = v->impl;
+    tk->eog[id] = 1;
 }

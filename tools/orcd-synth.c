@@ -840,7 +840,7 @@ static int verify_load(const char *path, const struct cfg *c, int n_tensors) {
               m.hp.n_head != c->n_head || m.hp.n_head_kv != c->n_head_kv || m.hp.n_vocab != c->n_vocab ||
               m.hp.head_dim != c->n_embd / c->n_head || m.hp.n_ctx_train != c->n_ctx ||
               fabsf(m.hp.rope_theta - 1e6f) > 1.0f || fabsf(m.hp.rms_eps - 1e-6f) > 1e-9f ||
-              m.arch != WK_ARCH_QWEN2 || m.tied_output == c->output_weight ||
+              strcmp(m.arch_name, "qwen2") != 0 || m.tied_output == c->output_weight ||
               m.gguf.n_tensors != (uint64_t)n_tensors;
     fprintf(stderr,
             "orcd-synth: verify: wk_model_load ok in %.2fs: %s, %d layers, embd %d, ff %d, heads %d/%d, "
