@@ -22,7 +22,7 @@
 #include "core/sample.h"
 #include "worker.pb-c.h"
 #include "worker/frame.h"
-#include "worker/generate.h"
+#include "worker/infer.h"
 
 #define FUZZ_MAX_FRAME 4096
 

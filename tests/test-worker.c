@@ -33,7 +33,7 @@
 #include "core/backend.h"
 #include "worker/backend-open.h"
 #include "worker/frame.h"
-#include "worker/generate.h"
+#include "worker/infer.h"
 
 #define TIMEOUT_MS 20000
 #define MAXTOK 4096
@@ -1906,7 +1906,9 @@ END_TEST
 
 START_TEST(test_issue8_requests_served_and_refused) {
     need_model(STORIES);
-    struct tu_proc *p = spawn_ready(STORIES, NULL);
+    /* one sequence at a time, so a second request waits in the queue */
+    const char *one[] = {"--max-batch", "1", NULL};
+    struct tu_proc *p = spawn_ready(STORIES, one);
     expect_serving(p, 1);                           /* served 1 */
     Orcd__V1__InferRequest q = mk_prompt("Once", 2);
     q.temperature = -1;                            /* refused by validation */

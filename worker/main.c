@@ -18,7 +18,7 @@
 #include "loader/model.h"
 #include "worker/backend-open.h"
 #include "worker/frame.h"
-#include "worker/generate.h"
+#include "worker/infer.h"
 #include "worker/server.h"
 
 

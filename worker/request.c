@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "core/log.h"
 #include "loader/model.h"
@@ -38,12 +37,6 @@ static const char *text_of(struct wk_request *r, const char *s, size_t n) {
     memcpy(r->text, s, n);
     r->text[n] = '\0';
     return r->text;
-}
-
-static uint64_t pick_seed(void) {
-    uint64_t s = 0;
-    if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s || s == 0) s = (uint64_t)(wk_now() * 1e9) | 1;
-    return s;
 }
 
 static const char *reason_name(Orcd__V1__FinishReason r) {
@@ -181,7 +174,7 @@ wk_status wk_request_submit(const struct wk_request_env *env, uint64_t id, const
         r->cancel = req_cancel;
         r->n_prompt = (uint32_t)n_prompt;
         r->max_new = q->max_tokens ? q->max_tokens : (uint32_t)(limit - n_prompt);
-        r->seed = sp.seed = sp.seed ? sp.seed : pick_seed();
+        r->seed = sp.seed = sp.seed ? sp.seed : wk_pick_seed();
         r->t_arrive = t_arrive;
         r->reason = ORCD__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
         st = wk_sched_submit(env->sched, prompt, (int)n_prompt, (int)r->max_new, &sp, &k_request_hooks, r, err,

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "worker.pb-c.h"
-#include "worker/generate.h"
+#include "worker/infer.h"
 #include "worker/scheduler.h"
 
 struct wk_request;

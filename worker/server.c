@@ -18,7 +18,7 @@
 #include "loader/quants.h"
 #include "worker.pb-c.h"
 #include "worker/frame.h"
-#include "worker/generate.h"
+#include "worker/infer.h"
 #include "worker/request.h"
 #include "worker/scheduler.h"
 #include "core/log.h"

@@ -1,5 +1,5 @@
-/* generate.c — the generation loop of one Infer request (see generate.h). */
-#include "worker/generate.h"
+/* infer.c — validation, prompt and events of an Infer request (see infer.h). */
+#include "worker/infer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -189,7 +189,7 @@ wk_status wk_infer_params(const Orcd__V1__InferRequest *q, int n_vocab, struct w
     return wk_sampling_validate(p, err, err_len);
 }
 
-static uint64_t pick_seed(void) {
+uint64_t wk_pick_seed(void) {
     uint64_t s = 0;
     if (getrandom(&s, sizeof s, GRND_NONBLOCK) != (ssize_t)sizeof s) {
         struct timespec ts;
@@ -334,25 +334,6 @@ char *wk_token_piece_utf8(const struct wk_vocab *v, int32_t id, size_t *len) {
     return wk_utf8_repair(piece ? piece : "", piece ? n : 0, len);
 }
 
-struct textbuf {
-    char *p;
-    size_t cap;
-};
-
-static const char *textbuf_set(struct textbuf *t, const char *s, size_t n) {
-    if (n + 1 > t->cap) {
-        size_t nc = t->cap ? t->cap : 256;
-        while (nc < n + 1) nc *= 2;
-        char *np = realloc(t->p, nc);
-        if (!np) return "";
-        t->p = np;
-        t->cap = nc;
-    }
-    if (n) memcpy(t->p, s, n);
-    t->p[n] = '\0';
-    return t->p;
-}
-
 void wk_emit_token(wk_emit_fn emit, void *ctx, uint64_t id, const struct wk_vocab *v,
                    uint32_t index, const struct wk_sample_out *so, const char *text) {
     Orcd__V1__Token t = ORCD__V1__TOKEN__INIT;
@@ -382,184 +363,4 @@ void wk_emit_token(wk_emit_fn emit, void *ctx, uint64_t id, const struct wk_voca
     emit(ctx, &r);
     for (int i = 0; i < n_top; i++) free(tops[i].text);
     free(piece);
-}
-
-static const char *reason_name(Orcd__V1__FinishReason r) {
-    switch (r) {
-    case ORCD__V1__FINISH_REASON__FINISH_REASON_EOS: return "eos";
-    case ORCD__V1__FINISH_REASON__FINISH_REASON_LENGTH: return "length";
-    case ORCD__V1__FINISH_REASON__FINISH_REASON_STOP: return "stop";
-    case ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED: return "cancelled";
-    default: return "unspecified";
-    }
-}
-
-// --- the loop -----------------------------------------------------------------
-
-wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1__InferRequest *q,
-                      const atomic_bool *cancel, double t_dequeue, wk_emit_fn emit, void *emit_ctx,
-                      struct wk_gen_stats *stats) {
-    const struct wk_model *m = env->model;
-    struct wk_backend *b = env->backend;
-    const struct wk_vocab *v = &m->vocab;
-    const int n_ctx = b->n_ctx;
-    char err[512] = "";
-    wk_status st = WK_STATUS_OK;
-    int32_t *prompt = NULL, *hist = NULL;
-    size_t n_prompt = 0;
-    struct wk_stream *stream = NULL;
-    struct textbuf tb = {0};
-    bool started = false;
-    struct wk_gen_stats gs = {0};
-
-    struct wk_sampling sp;
-    st = wk_infer_params(q, m->hp.n_vocab, &sp, err, sizeof err);
-    if (st != WK_STATUS_OK) goto fail;
-    if (sp.seed == 0) sp.seed = pick_seed();
-
-    st = wk_build_prompt(m, q, &prompt, &n_prompt, err, sizeof err);
-    if (st != WK_STATUS_OK) goto fail;
-    if (n_prompt == 0) {
-        st = wk_errf(err, sizeof err, WK_STATUS_INVALID_ARGUMENT,
-                     "prompt: empty (it tokenizes to no tokens and the model adds no BOS)");
-        goto fail;
-    }
-    if (n_prompt >= (size_t)n_ctx) {
-        st = wk_errf(err, sizeof err, WK_STATUS_OUT_OF_RANGE,
-                     "prompt: %zu tokens leave no room to generate in the context of %d tokens",
-                     n_prompt, n_ctx);
-        goto fail;
-    }
-    size_t room = (size_t)n_ctx - n_prompt;
-    size_t max_new = q->max_tokens ? q->max_tokens : room;
-    if (max_new > room) {
-        st = wk_errf(err, sizeof err, WK_STATUS_OUT_OF_RANGE,
-                     "max_tokens: prompt (%zu tokens) + max_tokens (%u) exceeds the context (%d tokens)",
-                     n_prompt, q->max_tokens, n_ctx);
-        goto fail;
-    }
-    st = wk_stream_create((const char *const *)q->stop, q->n_stop, &stream, err, sizeof err);
-    if (st != WK_STATUS_OK) goto fail;
-    hist = malloc((size_t)n_ctx * sizeof *hist);
-    if (!hist) {
-        st = wk_errf(err, sizeof err, WK_STATUS_OOM_HOST, "out of host memory for a history of %d tokens",
-                     n_ctx);
-        goto fail;
-    }
-    memcpy(hist, prompt, n_prompt * sizeof *hist);
-    size_t n_hist = n_prompt;
-
-    gs.prompt_tokens = (uint32_t)n_prompt;
-    wk_emit_started(emit, emit_ctx, id, (uint32_t)n_prompt, sp.seed, 0);
-    started = true;
-    wk_log(WK_LOG_DEBUG, "request %" PRIu64 ": started, %zu prompt tokens, seed %" PRIu64
-           ", max %zu new", id, n_prompt, sp.seed, max_new);
-
-    Orcd__V1__FinishReason reason = ORCD__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
-    const char *tail = "";
-    size_t tail_len = 0;
-    double t_pf0 = wk_now(), t_pf1 = t_pf0, t_first = 0, t_last = 0;
-    uint32_t n_gen = 0;
-
-    if (atomic_load(cancel)) {
-        reason = ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED;
-        goto done;
-    }
-    st = wk_backend_forward_one(b, prompt, (int)n_prompt, 0, NULL, false, err, sizeof err);
-    if (st != WK_STATUS_OK) goto fail;
-    t_pf1 = wk_now();
-
-    for (size_t i = 0;; i++) {
-        if (atomic_load(cancel)) {
-            reason = ORCD__V1__FINISH_REASON__FINISH_REASON_CANCELLED;
-            wk_stream_flush(stream, &tail, &tail_len);
-            break;
-        }
-        struct wk_sample_out so;
-        memset(&so, 0, sizeof so);
-        st = wk_backend_sample_one(b, &sp, hist, n_hist, (uint64_t)i, &so, err, sizeof err);
-        if (st != WK_STATUS_OK) goto fail;
-        t_last = wk_now();
-        if (i == 0) t_first = t_last;
-        if (so.token < 0 || so.token >= m->hp.n_vocab) {
-            st = wk_errf(err, sizeof err, WK_STATUS_INTERNAL,
-                         "the backend sampled token %d, outside the vocabulary of %d", so.token,
-                         m->hp.n_vocab);
-            goto fail;
-        }
-        bool stop_id = false;
-        for (size_t k = 0; k < q->n_stop_token_ids; k++)
-            if (q->stop_token_ids[k] == so.token) stop_id = true;
-        if (stop_id || (!q->ignore_eos && wk_token_is_eog(v, so.token))) {
-            reason = ORCD__V1__FINISH_REASON__FINISH_REASON_EOS;
-            wk_stream_flush(stream, &tail, &tail_len);
-            break;
-        }
-        size_t plen = 0;
-        const char *piece = wk_token_piece(v, so.token, false, &plen);
-        const char *text = "";
-        size_t text_len = 0;
-        bool stopped = wk_stream_push(stream, piece ? piece : "", piece ? plen : 0, &text, &text_len);
-        wk_emit_token(emit, emit_ctx, id, v, (uint32_t)i, &so, textbuf_set(&tb, text, text_len));
-        n_gen++;
-        hist[n_hist++] = so.token;
-        if (stopped) {
-            reason = ORCD__V1__FINISH_REASON__FINISH_REASON_STOP;
-            break;
-        }
-        if (i + 1 >= max_new) {
-            reason = ORCD__V1__FINISH_REASON__FINISH_REASON_LENGTH;
-            wk_stream_flush(stream, &tail, &tail_len);
-            break;
-        }
-        st = wk_backend_forward_one(b, &so.token, 1, (int)(n_prompt + i), NULL, false, err, sizeof err);
-        if (st != WK_STATUS_OK) goto fail;
-    }
-
-done:;
-    double t_end = wk_now();
-    gs.reason = reason;
-    gs.completion_tokens = n_gen;
-    gs.ttft_ms = n_gen || t_first > 0 ? (t_first - t_dequeue) * 1e3 : 0.0;
-    gs.prefill_tps = t_pf1 > t_pf0 ? (double)n_prompt / (t_pf1 - t_pf0) : 0.0;
-    gs.decode_tps = (n_gen > 1 && t_last > t_first) ? (double)(n_gen - 1) / (t_last - t_first) : 0.0;
-    gs.total_ms = (t_end - t_dequeue) * 1e3;
-
-    Orcd__V1__Done d = ORCD__V1__DONE__INIT;
-    d.reason = reason;
-    d.prompt_tokens = gs.prompt_tokens;
-    d.completion_tokens = n_gen;
-    d.time_to_first_token_ms = gs.ttft_ms;
-    d.prefill_tokens_per_s = gs.prefill_tps;
-    d.decode_tokens_per_s = gs.decode_tps;
-    d.total_ms = gs.total_ms;
-    d.text = (char *)textbuf_set(&tb, tail, tail_len);
-    Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
-    r.id = id;
-    r.body_case = ORCD__V1__RESPONSE__BODY_DONE;
-    r.done = &d;
-    emit(emit_ctx, &r);
-    wk_log(WK_LOG_INFO,
-           "request %" PRIu64 ": done (%s), %u prompt + %u tokens, ttft %.1f ms, prefill %.0f tok/s, "
-           "decode %.1f tok/s",
-           id, reason_name(reason), gs.prompt_tokens, n_gen, gs.ttft_ms, gs.prefill_tps, gs.decode_tps);
-    st = WK_STATUS_OK;
-    goto out;
-
-fail:
-    wk_log(started ? WK_LOG_ERROR : WK_LOG_INFO, "request %" PRIu64 ": %s: %s", id,
-           wk_status_grpc(st), err);
-    {
-        char msg[512];
-        wk_client_error(st, err, msg, sizeof msg);
-        wk_emit_error(emit, emit_ctx, id, st, msg);
-    }
-    gs.reason = ORCD__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
-out:
-    if (stats) *stats = gs;
-    free(tb.p);
-    wk_stream_free(stream);
-    free(hist);
-    free(prompt);
-    return st;
 }

@@ -1,17 +1,10 @@
-/* generate.h — one Infer request, from validation to Done.
- *
- *   validate params -> tokenize (prompt | chat template | token ids)
- *   -> prompt + max_tokens <= n_ctx (else OUT_OF_RANGE, before any work)
- *   -> Started -> forward(prompt) -> loop { sample -> eog / stop id ->
- *      stream (UTF-8 + stop strings) -> Token -> forward(1) } -> Done
- *
- * The response stream of a request is: Started, Token x n, Done — or a
- * single Error (validation failed before Started), or Started, Token x n,
- * Error (the backend failed mid-way). The cancel flag is polled before the
- * prefill and before every decode step.
- */
-#ifndef WK_GENERATE_H
-#define WK_GENERATE_H
+/* infer.h — the pieces of an Infer request that do not depend on how it is
+ * scheduled: parameter validation, the prompt (text | chat template | token
+ * ids), the response events (Started, Token, Error) and client-facing
+ * messages. worker/request.c drives one request through the scheduler with
+ * them. */
+#ifndef WK_INFER_H
+#define WK_INFER_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -31,24 +24,8 @@ struct wk_model;
  * thread; the message is only valid during the call). */
 typedef void (*wk_emit_fn)(void *ctx, const Orcd__V1__Response *r);
 
-struct wk_gen_env {
-    const struct wk_model *model;   /* borrowed */
-    struct wk_backend *backend;     /* borrowed */
-};
-
-struct wk_gen_stats {
-    Orcd__V1__FinishReason reason;  /* UNSPECIFIED when it ended in an Error */
-    uint32_t prompt_tokens, completion_tokens;
-    double ttft_ms, decode_tps, prefill_tps, total_ms;
-};
-
-/* Run request `id` to its end, emitting its responses. t_dequeue is
- * wk_now() when the request left the queue (time to first token counts from
- * there). Returns OK when the stream ended in Done (cancelled included), else
- * the status of the Error that was sent. stats may be NULL. */
-wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1__InferRequest *req,
-                      const atomic_bool *cancel, double t_dequeue, wk_emit_fn emit, void *emit_ctx,
-                      struct wk_gen_stats *stats);
+/* A seed for a request that gave none (getrandom, else the clock); never 0. */
+uint64_t wk_pick_seed(void);
 
 /* Parameters of req -> sampling settings, validated (INVALID_ARGUMENT naming
  * the field). n_vocab bounds token ids. The seed is copied as given (0 stays 0). */
