@@ -60,7 +60,9 @@ static const struct wk_arch_desc arch_table[] = {
         .eog = {"<|im_end|>", "<|endoftext|>", NULL},
     },
     {
-        /* Phi-3: fused attn_qkv and gate+up, NEOX rope, LongRoPE (128k). */
+        /* Phi-3: fused attn_qkv and gate+up, NEOX rope, LongRoPE (128k).
+         * No sliding window: some files carry attention.sliding_window
+         * (2047), which llama.cpp ignores for phi3, and so do we. */
         .name = "phi3",
         .tensors = {COMMON, [WK_LT_QKV] = REQ, [WK_LT_GATE_UP] = REQ},
         .rope_factors = true,
