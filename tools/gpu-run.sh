@@ -24,12 +24,17 @@
 #
 # The one device command (device tool `run`, with carry ["gpu-pack"]):
 #   sh tools/gpu-run.sh device
+# or, with the pack copied elsewhere (it carries this script):
+#   sh gpu-pack-cuda/gpu-run.sh device
 # It writes under $OUT: test-cuda.log (every test, the per-type relative L2
 # errors CUDA vs CPU, greedy and reproducibility results), bench.jsonl (one
 # orcd-bench JSON per weight type: F16, Q8_0, Q4_K_M synthetic Qwen2.5-0.5B
 # files from orcd-synth), bench.log, and nvidia-smi.txt. Options, as
 # environment variables:
 #   GPU_RUN_TESTS=0        skip the tests        GPU_RUN_BENCH=0  skip the benchmark
+#   GPU_RUN_ORCD_BENCH=0   skip orcd-bench (batch-1 through the tool) in the benchmark
+#   (the benchmark also runs test-cuda --bench per type: aggregate decode tok/s at
+#   1/8/32/64 streams and prefill tok/s at 512/4096/16384 tokens, bench-batch.jsonl)
 #   GPU_RUN_WORKER_TESTS=0 skip test-worker on cuda   GPU_RUN_OOM=0 skip the VRAM refusal check
 #   GPU_RUN_REPRO=0        skip the 10 runs through the worker
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
@@ -38,8 +43,10 @@
 #   GPU_RUN_SANITIZER=1    compute-sanitizer memcheck over test-cuda's greedy and sampler cases
 set -eu
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-pack="$here/gpu-pack"
+self=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$self/.." && pwd)
+# run from inside a pack (a copy of this script at gpu-pack*/gpu-run.sh), or from tools/
+if [ -x "$self/bin/test-cuda" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
 
 case "$mode" in
@@ -66,6 +73,7 @@ pack)
         "$shared"/models/qwen2.5-vocab.gguf "$pack/shared/models/"
     cp "$shared"/reference/stories260K/once.txt "$pack/shared/reference/stories260K/"
     cp "$shared"/reference/tiny-qwen2/*.txt "$pack/shared/reference/tiny-qwen2/"
+    cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
     if [ "$size" -gt 62000000 ]; then
@@ -87,7 +95,7 @@ device)
         timeout "${GPU_RUN_TEST_TIMEOUT:-360}" "$pack/bin/test-cuda" > "$out/test-cuda.log" 2>&1
         rc=$?
         set -e
-        grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
+        grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|INVARIANT|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
         echo "test-cuda exit status $rc"
     fi
     if [ "${GPU_RUN_SANITIZER:-0}" = 1 ]; then
@@ -153,6 +161,9 @@ device)
             f=/tmp/qwen2.5-0.5b-synth-$t.gguf
             "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
                 >> "$out/bench.log" 2>&1
+            timeout 180 "$pack/bin/test-cuda" --bench "$f" 2>> "$out/bench.log" | tee -a "$out/bench-batch.jsonl" \
+                || echo "test-cuda --bench $t failed" >&2
+            [ "${GPU_RUN_ORCD_BENCH:-1}" = 1 ] || { rm -f "$f"; continue; }
             timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                 > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
             tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
