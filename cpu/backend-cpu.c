@@ -251,8 +251,10 @@ static wk_status cpu_forward(struct wk_backend *b, const struct wk_batch *batch,
 
     /* Logits: every row of sequences that asked for them (copied straight to
      * their buffers), and the last row of sequences to sample. */
-    int *rows = malloc((size_t)n * sizeof *rows);
-    float **dst = malloc((size_t)n * sizeof *dst);
+    /* at most every row plus one sampled row per sequence */
+    const size_t cap = (size_t)n + (size_t)batch->n_seqs;
+    int *rows = malloc(cap * sizeof *rows);
+    float **dst = malloc(cap * sizeof *dst);
     if (!rows || !dst) {
         free(rows), free(dst);
         return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "out of memory");

@@ -1124,7 +1124,8 @@ END_TEST
 
 START_TEST(test_queue_full_and_cancel_queued) {
     if (!have_model(STORIES)) return;
-    const char *extra[] = {"--max-queue", "1", NULL};
+    /* one sequence at a time, one waiting: the third is refused */
+    const char *extra[] = {"--max-queue", "1", "--max-batch", "1", NULL};
     struct tu_proc *p = spawn_ready(STORIES, extra);
     Orcd__V1__InferRequest a = long_request(), b = mk_prompt("Once", 8);
     struct run *ra = calloc(1, sizeof *ra), *rb = calloc(1, sizeof *rb), *rc = calloc(1, sizeof *rc);

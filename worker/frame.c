@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -238,4 +239,102 @@ uint64_t wk_frame_peek_id(const uint8_t *p, size_t len) {
         if (!(p[i] & 0x80)) return v;
     }
     return 0;
+}
+
+/* --- request inspection ---------------------------------------------------- */
+
+/* One varint at p[*i..len); false if cut or longer than 10 bytes. */
+static bool wire_varint(const uint8_t *p, size_t len, size_t *i, uint64_t *v) {
+    uint64_t x = 0;
+    for (unsigned shift = 0; shift < 70 && *i < len; shift += 7) {
+        uint8_t b = p[(*i)++];
+        x |= (uint64_t)(b & 0x7f) << (shift < 64 ? shift : 0);
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+enum wire_msg { W_REQUEST, W_INFER, W_CHAT_LIST, W_CHAT_MESSAGE };
+
+struct nul_walk {
+    size_t n_stop, n_msg; /* repeated fields seen so far (merged occurrences count on) */
+    char *field;
+    size_t field_len;
+    uint64_t at;
+};
+
+/* Walk one message of kind `kind` in p[0..len); true when a NUL was found. */
+static bool walk_msg(struct nul_walk *w, enum wire_msg kind, const uint8_t *p, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        uint64_t tag, v;
+        if (!wire_varint(p, len, &i, &tag)) return false;
+        uint64_t fno = tag >> 3;
+        switch (tag & 7) {
+        case 0:
+            if (!wire_varint(p, len, &i, &v)) return false;
+            continue;
+        case 1:
+            if (len - i < 8) return false;
+            i += 8;
+            continue;
+        case 5:
+            if (len - i < 4) return false;
+            i += 4;
+            continue;
+        case 2:
+            break;
+        default:
+            return false; /* groups: protobuf-c refuses them for proto3 fields anyway */
+        }
+        if (!wire_varint(p, len, &i, &v) || v > len - i) return false;
+        const uint8_t *sub = p + i;
+        size_t n = (size_t)v;
+        i += n;
+        const uint8_t *nul = NULL;
+        switch (kind) {
+        case W_REQUEST:
+            if (fno == 2 && walk_msg(w, W_INFER, sub, n)) return true;
+            break;
+        case W_INFER:
+            if (fno == 1 && (nul = memchr(sub, 0, n))) {
+                snprintf(w->field, w->field_len, "prompt");
+            } else if (fno == 2) {
+                if (walk_msg(w, W_CHAT_LIST, sub, n)) return true;
+            } else if (fno == 12) {
+                if ((nul = memchr(sub, 0, n)))
+                    snprintf(w->field, w->field_len, "stop[%zu]", w->n_stop);
+                w->n_stop++;
+            }
+            break;
+        case W_CHAT_LIST:
+            if (fno == 1) {
+                if (walk_msg(w, W_CHAT_MESSAGE, sub, n)) return true;
+                w->n_msg++;
+            }
+            break;
+        case W_CHAT_MESSAGE:
+            if ((fno == 1 || fno == 2) && (nul = memchr(sub, 0, n)))
+                snprintf(w->field, w->field_len, "chat.messages[%zu].%s", w->n_msg,
+                         fno == 1 ? "role" : "content");
+            break;
+        }
+        if (nul) {
+            w->at = (uint64_t)(nul - sub);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool wk_request_find_nul(const uint8_t *payload, size_t len, char *field, size_t field_len,
+                         uint64_t *at) {
+    char dummy[1];
+    struct nul_walk w = {.field = field_len ? field : dummy, .field_len = field_len ? field_len : 1};
+    bool found = walk_msg(&w, W_REQUEST, payload, len);
+    if (found && at) *at = w.at;
+    return found;
 }

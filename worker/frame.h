@@ -108,6 +108,18 @@ wk_status wk_write_full(int fd, const void *buf, size_t len, char *err, size_t e
  * found, so an error can still name the request it answers. */
 uint64_t wk_frame_peek_id(const uint8_t *payload, size_t len);
 
+/* --- request inspection --------------------------------------------------- */
+
+/* protobuf-c unpacks a `string` field into a NUL-terminated char *, so a
+ * U+0000 inside one would silently cut it. This walks the wire bytes of a
+ * Request (already known to unpack) and looks inside every string field of
+ * its Infer body: prompt, chat.messages[i].role / .content, stop[i]. On the
+ * first NUL it writes the field ("chat.messages[1].content") into field and
+ * the byte offset of the NUL inside that string into *at, and returns true.
+ * Malformed input: false (the unpacker refuses it anyway). */
+bool wk_request_find_nul(const uint8_t *payload, size_t len, char *field, size_t field_len,
+                         uint64_t *at);
+
 #ifdef __cplusplus
 }
 #endif

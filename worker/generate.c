@@ -73,6 +73,65 @@ void wk_emit_error(wk_emit_fn emit, void *ctx, uint64_t id, wk_status s, const c
     emit(ctx, &r);
 }
 
+/* Request fields that may lead a message ("top_p: ..."): never stripped. */
+static const char *const k_fields[] = {
+    "temperature", "top_k", "top_p", "min_p", "repetition_penalty", "repeat_last_n", "seed",
+    "stop", "stop_token_ids", "ignore_eos", "logprobs", "max_tokens", "prompt", "chat",
+    "token_ids", "input", "id",
+};
+
+/* Length of a leading "identifier: " that names code, not the request: an
+ * identifier with an underscore (wk_chat_tokenize, gguf_file_parse,
+ * forward_batch) that is not a request field. 0 if there is none. */
+static size_t internal_prefix(const char *s) {
+    size_t n = 0;
+    bool under = false;
+    while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+           (s[n] >= '0' && s[n] <= '9') || s[n] == '_') {
+        if (s[n] == '_') under = true;
+        n++;
+    }
+    if (n == 0 || !under || s[n] != ':' || s[n + 1] != ' ') return 0;
+    for (size_t i = 0; i < sizeof k_fields / sizeof k_fields[0]; i++)
+        if (strlen(k_fields[i]) == n && !strncmp(s, k_fields[i], n)) return 0;
+    return n + 2;
+}
+
+void wk_client_message(const char *in, char *out, size_t cap) {
+    if (!cap) return;
+    const char *s = in ? in : "";
+    for (size_t k; (k = internal_prefix(s)) > 0;) s += k;
+    size_t n = strlen(s);
+    if (n >= cap) n = cap - 1;
+    /* never cut a character (an Error.message must be valid UTF-8) */
+    while (n > 0 && !wk_utf8_valid(s, n)) n--;
+    memcpy(out, s, n);
+    out[n] = '\0';
+}
+
+void wk_client_error(wk_status st, const char *err, char *out, size_t cap) {
+    char inner[512];
+    wk_client_message(err && *err ? err : wk_status_str(st), inner, sizeof inner);
+    switch (st) {
+    case WK_STATUS_CUDA:
+    case WK_STATUS_CUBLAS:
+    case WK_STATUS_INTERNAL:
+        snprintf(out, cap, "internal error in the %s while generating: %s",
+                 st == WK_STATUS_INTERNAL ? "worker" : "GPU backend", inner);
+        break;
+    case WK_STATUS_OOM_HOST:
+    case WK_STATUS_OOM_DEV:
+        snprintf(out, cap, "out of %s memory: %s", st == WK_STATUS_OOM_DEV ? "device" : "host", inner);
+        break;
+    default:
+        snprintf(out, cap, "%s", inner);
+        break;
+    }
+    /* snprintf may have cut a character */
+    size_t n = strlen(out);
+    while (n > 0 && !wk_utf8_valid(out, n)) out[--n] = '\0';
+}
+
 // --- parameters ---------------------------------------------------------------
 
 wk_status wk_infer_params(const Orcd__V1__InferRequest *q, int n_vocab, struct wk_sampling *p,
@@ -143,8 +202,24 @@ static uint64_t pick_seed(void) {
 
 // --- prompt -------------------------------------------------------------------
 
-/* The prompt's token ids (malloc'ed into *out). */
-static wk_status build_prompt(const struct wk_model *m, const Orcd__V1__InferRequest *q,
+/* s as a short double-quoted string for an error message: valid UTF-8 (or
+ * "(not valid UTF-8)"), cut at a character boundary with "..." past cap. */
+static void quote_for_message(const char *s, char *out, size_t cap) {
+    size_t n = strlen(s);
+    if (!wk_utf8_valid(s, n)) {
+        snprintf(out, cap, "(not valid UTF-8)");
+        return;
+    }
+    size_t room = cap > 6 ? cap - 6 : 0; /* quotes, "...", NUL */
+    bool cut = n > room;
+    if (cut) {
+        n = room;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    snprintf(out, cap, "\"%.*s%s\"", (int)n, s, cut ? "..." : "");
+}
+
+wk_status wk_build_prompt(const struct wk_model *m, const Orcd__V1__InferRequest *q,
                               int32_t **out, size_t *n_out, char *err, size_t err_len) {
     const struct wk_vocab *v = &m->vocab;
     int n_vocab = m->hp.n_vocab;
@@ -159,7 +234,11 @@ static wk_status build_prompt(const struct wk_model *m, const Orcd__V1__InferReq
         int32_t *toks = NULL;
         size_t n = 0;
         wk_status st = wk_tokenize(v, text, len, false, &toks, &n, err, err_len);
-        if (st != WK_STATUS_OK) return st;
+        if (st != WK_STATUS_OK) {
+            char inner[400];
+            wk_client_message(err, inner, sizeof inner);
+            return wk_errf(err, err_len, st, "prompt: %s", inner);
+        }
         bool bos = v->add_bos && v->bos >= 0;
         int32_t *all = malloc((n + 1) * sizeof *all);
         if (!all) {
@@ -185,6 +264,15 @@ static wk_status build_prompt(const struct wk_model *m, const Orcd__V1__InferReq
             const Orcd__V1__ChatMessage *cm = cl->messages[i];
             msgs[i].role = (cm && cm->role) ? cm->role : "";
             msgs[i].content = (cm && cm->content) ? cm->content : "";
+            const char *r = msgs[i].role;
+            if (strcmp(r, "system") && strcmp(r, "user") && strcmp(r, "assistant")) {
+                char shown[48];
+                quote_for_message(r, shown, sizeof shown);
+                free(msgs);
+                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                               "chat.messages[%zu].role: %s is not one of system, user, assistant",
+                               i, shown);
+            }
             if (!wk_utf8_valid(msgs[i].content, strlen(msgs[i].content))) {
                 free(msgs);
                 return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
@@ -193,6 +281,13 @@ static wk_status build_prompt(const struct wk_model *m, const Orcd__V1__InferReq
         }
         wk_status st = wk_chat_tokenize(v, msgs, n, out, n_out, err, err_len);
         free(msgs);
+        if (st != WK_STATUS_OK) {
+            /* the loader speaks of itself ("wk_chat_tokenize: ..."); say which
+             * field of the request it was about */
+            char inner[400];
+            wk_client_message(err, inner, sizeof inner);
+            wk_errf(err, err_len, st, "chat: %s", inner);
+        }
         return st;
     }
     case ORCD__V1__INFER_REQUEST__INPUT_TOKEN_IDS: {
@@ -220,10 +315,12 @@ static wk_status build_prompt(const struct wk_model *m, const Orcd__V1__InferReq
 
 // --- events -------------------------------------------------------------------
 
-static void emit_started(wk_emit_fn emit, void *ctx, uint64_t id, uint32_t n_prompt, uint64_t seed) {
+void wk_emit_started(wk_emit_fn emit, void *ctx, uint64_t id, uint32_t n_prompt, uint64_t seed,
+                     uint32_t n_cached) {
     Orcd__V1__Started s = ORCD__V1__STARTED__INIT;
     s.prompt_tokens = n_prompt;
     s.seed = seed;
+    s.cached_tokens = n_cached;
     Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
     r.id = id;
     r.body_case = ORCD__V1__RESPONSE__BODY_STARTED;
@@ -231,21 +328,10 @@ static void emit_started(wk_emit_fn emit, void *ctx, uint64_t id, uint32_t n_pro
     emit(ctx, &r);
 }
 
-/* A NUL-terminated copy of a token's text that is valid UTF-8: its bytes when
- * they are, else the vocabulary spelling ("<0xE2>"). */
-static void top_text(const struct wk_vocab *v, int32_t id, char *buf, size_t cap) {
-    size_t len = 0;
-    const char *piece = wk_token_piece(v, id, true, &len);
-    if (!piece || !wk_utf8_valid(piece, len)) {
-        piece = wk_token_text(v, id);
-        len = piece ? strlen(piece) : 0;
-        if (!piece || !wk_utf8_valid(piece, len)) piece = "", len = 0;
-    }
-    if (len >= cap) len = cap - 1;
-    /* do not cut a character in half when truncating */
-    while (len > 0 && !wk_utf8_valid(piece, len)) len--;
-    memcpy(buf, piece, len);
-    buf[len] = '\0';
+char *wk_token_piece_utf8(const struct wk_vocab *v, int32_t id, size_t *len) {
+    size_t n = 0;
+    const char *piece = wk_token_piece(v, id, true, &n);
+    return wk_utf8_repair(piece ? piece : "", piece ? n : 0, len);
 }
 
 struct textbuf {
@@ -267,22 +353,23 @@ static const char *textbuf_set(struct textbuf *t, const char *s, size_t n) {
     return t->p;
 }
 
-static void emit_token(wk_emit_fn emit, void *ctx, uint64_t id, const struct wk_vocab *v,
-                       uint32_t index, const struct wk_sample_out *so, const char *text) {
+void wk_emit_token(wk_emit_fn emit, void *ctx, uint64_t id, const struct wk_vocab *v,
+                   uint32_t index, const struct wk_sample_out *so, const char *text) {
     Orcd__V1__Token t = ORCD__V1__TOKEN__INIT;
     t.index = index;
     t.id = so->token;
     t.text = (char *)text;
     t.logprob = so->logprob;
+    char *piece = wk_token_piece_utf8(v, so->token, NULL);
+    t.piece = piece;
     Orcd__V1__TopLogprob tops[WK_MAX_LOGPROBS];
     Orcd__V1__TopLogprob *topp[WK_MAX_LOGPROBS];
-    char texts[WK_MAX_LOGPROBS][128];
     int n_top = so->n_top < 0 ? 0 : so->n_top > WK_MAX_LOGPROBS ? WK_MAX_LOGPROBS : so->n_top;
     for (int i = 0; i < n_top; i++) {
         orcd__v1__top_logprob__init(&tops[i]);
         tops[i].id = so->top_ids[i];
-        top_text(v, so->top_ids[i], texts[i], sizeof texts[i]);
-        tops[i].text = texts[i];
+        /* the same decoding as Token.piece, for every id */
+        tops[i].text = wk_token_piece_utf8(v, so->top_ids[i], NULL);
         tops[i].logprob = so->top_logprobs[i];
         topp[i] = &tops[i];
     }
@@ -293,6 +380,8 @@ static void emit_token(wk_emit_fn emit, void *ctx, uint64_t id, const struct wk_
     r.body_case = ORCD__V1__RESPONSE__BODY_TOKEN;
     r.token = &t;
     emit(ctx, &r);
+    for (int i = 0; i < n_top; i++) free(tops[i].text);
+    free(piece);
 }
 
 static const char *reason_name(Orcd__V1__FinishReason r) {
@@ -328,7 +417,7 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
     if (st != WK_STATUS_OK) goto fail;
     if (sp.seed == 0) sp.seed = pick_seed();
 
-    st = build_prompt(m, q, &prompt, &n_prompt, err, sizeof err);
+    st = wk_build_prompt(m, q, &prompt, &n_prompt, err, sizeof err);
     if (st != WK_STATUS_OK) goto fail;
     if (n_prompt == 0) {
         st = wk_errf(err, sizeof err, WK_STATUS_INVALID_ARGUMENT,
@@ -353,14 +442,15 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
     if (st != WK_STATUS_OK) goto fail;
     hist = malloc((size_t)n_ctx * sizeof *hist);
     if (!hist) {
-        st = wk_errf(err, sizeof err, WK_STATUS_OOM_HOST, "%s: history of %d tokens", __func__, n_ctx);
+        st = wk_errf(err, sizeof err, WK_STATUS_OOM_HOST, "out of host memory for a history of %d tokens",
+                     n_ctx);
         goto fail;
     }
     memcpy(hist, prompt, n_prompt * sizeof *hist);
     size_t n_hist = n_prompt;
 
     gs.prompt_tokens = (uint32_t)n_prompt;
-    emit_started(emit, emit_ctx, id, (uint32_t)n_prompt, sp.seed);
+    wk_emit_started(emit, emit_ctx, id, (uint32_t)n_prompt, sp.seed, 0);
     started = true;
     wk_log(WK_LOG_DEBUG, "request %" PRIu64 ": started, %zu prompt tokens, seed %" PRIu64
            ", max %zu new", id, n_prompt, sp.seed, max_new);
@@ -392,8 +482,9 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
         t_last = wk_now();
         if (i == 0) t_first = t_last;
         if (so.token < 0 || so.token >= m->hp.n_vocab) {
-            st = wk_errf(err, sizeof err, WK_STATUS_INTERNAL, "%s: backend sampled token %d (n_vocab %d)",
-                         __func__, so.token, m->hp.n_vocab);
+            st = wk_errf(err, sizeof err, WK_STATUS_INTERNAL,
+                         "the backend sampled token %d, outside the vocabulary of %d", so.token,
+                         m->hp.n_vocab);
             goto fail;
         }
         bool stop_id = false;
@@ -409,7 +500,7 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
         const char *text = "";
         size_t text_len = 0;
         bool stopped = wk_stream_push(stream, piece ? piece : "", piece ? plen : 0, &text, &text_len);
-        emit_token(emit, emit_ctx, id, v, (uint32_t)i, &so, textbuf_set(&tb, text, text_len));
+        wk_emit_token(emit, emit_ctx, id, v, (uint32_t)i, &so, textbuf_set(&tb, text, text_len));
         n_gen++;
         hist[n_hist++] = so.token;
         if (stopped) {
@@ -458,7 +549,11 @@ done:;
 fail:
     wk_log(started ? WK_LOG_ERROR : WK_LOG_INFO, "request %" PRIu64 ": %s: %s", id,
            wk_status_grpc(st), err);
-    wk_emit_error(emit, emit_ctx, id, st, err[0] ? err : wk_status_str(st));
+    {
+        char msg[512];
+        wk_client_error(st, err, msg, sizeof msg);
+        wk_emit_error(emit, emit_ctx, id, st, msg);
+    }
     gs.reason = ORCD__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED;
 out:
     if (stats) *stats = gs;

@@ -55,9 +55,38 @@ wk_status wk_generate(const struct wk_gen_env *env, uint64_t id, const Orcd__V1_
 wk_status wk_infer_params(const Orcd__V1__InferRequest *req, int n_vocab, struct wk_sampling *p,
                           char *err, size_t err_len);
 
-/* Send helpers shared with the server. */
+/* The prompt's token ids (malloc'ed into *out, caller frees): prompt text
+ * (BOS when the vocabulary asks; special-token text stays plain text), chat
+ * messages through the model's template (roles checked here), or token ids
+ * (range-checked). Errors are INVALID_ARGUMENT naming the request field;
+ * *n_out may be 0 (an empty prompt on a model without BOS). */
+struct wk_vocab;
+wk_status wk_build_prompt(const struct wk_model *m, const Orcd__V1__InferRequest *q,
+                          int32_t **out, size_t *n_out, char *err, size_t err_len);
+
+/* Send helpers shared with the server (and a scheduler). */
 Orcd__V1__ErrorCode wk_error_code(wk_status s);
 void wk_emit_error(wk_emit_fn emit, void *ctx, uint64_t id, wk_status s, const char *msg);
+void wk_emit_started(wk_emit_fn emit, void *ctx, uint64_t id, uint32_t n_prompt, uint64_t seed,
+                     uint32_t n_cached);
+/* One Token event: text is the stream text (after UTF-8 and stop holdback);
+ * Token.piece and every TopLogprob.text are wk_token_piece_utf8. */
+void wk_emit_token(wk_emit_fn emit, void *ctx, uint64_t id, const struct wk_vocab *v,
+                   uint32_t index, const struct wk_sample_out *so, const char *text);
+
+/* A token's own piece as clients see it (Token.piece, TopLogprob.text):
+ * its bytes with special tokens rendered as their literal text and invalid
+ * UTF-8 replaced by U+FFFD. malloc'ed (caller frees); *len may be NULL. */
+char *wk_token_piece_utf8(const struct wk_vocab *v, int32_t id, size_t *len);
+
+/* A message for Error.message from an internal one: leading "function: "
+ * prefixes that name code (an identifier with '_' that is not a request
+ * field, e.g. "wk_chat_tokenize: ") are removed; the result is cut at a
+ * character boundary to fit cap. */
+void wk_client_message(const char *in, char *out, size_t cap);
+/* wk_client_message, plus what kind of failure it was for the statuses
+ * that are not about the request (INTERNAL, CUDA, out of memory). */
+void wk_client_error(wk_status st, const char *err, char *out, size_t cap);
 
 /* Monotonic clock, seconds. */
 double wk_now(void);

@@ -32,9 +32,19 @@ static const char usage[] =
     "                      CUDA device is usable, else cpu)\n"
     "  --ctx N             positions per sequence (default: the model's training\n"
     "                      context, at most 4096)\n"
-    "  --max-queue N       Infer requests that may wait behind the running one\n"
-    "                      (default 16); more are refused with RESOURCE_EXHAUSTED\n"
+    "  --kv-tokens N       KV cache pool in tokens, shared by every sequence\n"
+    "                      (default: cpu 4 x ctx; cuda what fits in 90% of the\n"
+    "                      free VRAM, at most ctx x max-batch)\n"
+    "  --max-batch N       sequences stepped together, at most (default 64)\n"
+    "  --step-tokens N     tokens per step: decode rows + prompt chunks (default\n"
+    "                      512); a long prompt is prefilled in chunks of this\n"
+    "  --max-queue N       Infer requests that may wait for a place in the\n"
+    "                      running batch (default 16); more are refused with\n"
+    "                      RESOURCE_EXHAUSTED\n"
     "  --max-frame BYTES   largest request frame accepted (default 16M; K/M suffix)\n"
+    "  --max-output BYTES  responses queued for stdout before generation pauses\n"
+    "                      (default 4M; K/M suffix): a client that stops reading\n"
+    "                      pauses generation (Health.output_paused)\n"
     "  --threads N         CPU backend threads (default: one per core)\n"
     "  --log-level L       debug | info | warn | error | off (default info)\n"
     "  --log-json          log one JSON object per line\n"
@@ -54,7 +64,9 @@ struct args {
     int ctx;
     int max_queue;
     size_t max_frame;
+    size_t max_output;
     int threads;
+    int kv_tokens, max_batch, step_tokens;
 };
 
 static bool parse_int(const char *s, long lo, long hi, long *out) {
@@ -85,7 +97,8 @@ static bool parse_size(const char *s, size_t *out) {
 
 /* 0 ok, 1 --help/--version printed, 2 usage error */
 static int parse_args(int argc, char **argv, struct args *a) {
-    *a = (struct args){.device = "auto", .max_queue = 16, .max_frame = WK_FRAME_MAX_DEFAULT};
+    *a = (struct args){.device = "auto", .max_queue = 16, .max_frame = WK_FRAME_MAX_DEFAULT,
+                      .max_output = 4u << 20};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
@@ -116,6 +129,17 @@ static int parse_args(int argc, char **argv, struct args *a) {
             a->max_queue = (int)n;
         } else if (!strcmp(o, "--max-frame")) {
             if (!parse_size(v, &a->max_frame)) goto bad;
+        } else if (!strcmp(o, "--max-output")) {
+            if (!parse_size(v, &a->max_output)) goto bad;
+        } else if (!strcmp(o, "--kv-tokens")) {
+            if (!parse_int(v, 1, 1 << 28, &n)) goto bad;
+            a->kv_tokens = (int)n;
+        } else if (!strcmp(o, "--max-batch")) {
+            if (!parse_int(v, 1, 1024, &n)) goto bad;
+            a->max_batch = (int)n;
+        } else if (!strcmp(o, "--step-tokens")) {
+            if (!parse_int(v, 1, 65536, &n)) goto bad;
+            a->step_tokens = (int)n;
         } else if (!strcmp(o, "--threads")) {
             if (!parse_int(v, 0, 4096, &n)) goto bad;
             a->threads = (int)n;
@@ -167,7 +191,8 @@ static void *signal_main(void *arg) {
 
 static wk_status create_backend(const struct args *a, const struct wk_model *m,
                                 struct wk_backend **b, char *err, size_t err_len) {
-    struct wk_backend_config cfg = {.n_ctx = a->ctx, .threads = a->threads};
+    struct wk_backend_config cfg = {.n_ctx = a->ctx, .threads = a->threads, .kv_tokens = a->kv_tokens,
+                                    .max_seqs = a->max_batch, .max_step_tokens = a->step_tokens};
     return wk_backend_open(m, a->device, &cfg, b, err, err_len);
 }
 
@@ -185,7 +210,8 @@ int main(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &g_sigs, NULL); /* inherited by every thread */
 
     char err[512] = "";
-    struct wk_server_config cfg = {.max_frame = a.max_frame, .max_queue = a.max_queue};
+    struct wk_server_config cfg = {.max_frame = a.max_frame, .max_queue = a.max_queue,
+                                  .max_output = a.max_output};
     struct wk_server *srv = NULL;
     if (wk_server_create(&cfg, STDIN_FILENO, STDOUT_FILENO, &srv, err, sizeof err) != WK_STATUS_OK) {
         wk_log(WK_LOG_ERROR, "%s", err);

@@ -1,5 +1,6 @@
-/* server.c — reader thread, bounded queue, generation loop, single writer
- * (see server.h for the contract and the exit statuses). */
+/* server.c — reader thread, bounded queue, generation loop (the scheduler's
+ * thread), single writer (see server.h for the contract and the exit
+ * statuses). */
 #include "worker/server.h"
 
 #include <errno.h>
@@ -14,12 +15,30 @@
 #include <unistd.h>
 
 #include "loader/model.h"
+#include "loader/quants.h"
 #include "worker.pb-c.h"
 #include "worker/frame.h"
 #include "worker/generate.h"
+#include "worker/request.h"
+#include "worker/scheduler.h"
 #include "core/log.h"
 
 #define DEFAULT_MAX_QUEUE 16
+#define DEFAULT_MAX_OUTPUT (4u << 20)
+/* The reader stops reading stdin while this much more than --max-output is
+ * queued (see "Output bound" below). */
+#define READER_SLACK (256u << 10)
+
+/* A request handed to the scheduler: added by the generation thread, removed
+ * when its stream ends (request on_end); the reader looks ids up and sets
+ * cancel. Under mu. */
+struct inflight {
+    struct inflight *next;  /* oldest first */
+    Orcd__V1__Request *req; /* owned (protobuf-c unpacked) */
+    atomic_bool cancel;
+    bool started;
+    bool ended;             /* its Done or Error is queued: no longer found */
+};
 
 struct pending {
     Orcd__V1__Request *req; /* owned (protobuf-c unpacked) */
@@ -44,22 +63,31 @@ struct wk_server {
     int q_head, q_len;
     bool loaded, failed, stopping;
     int exit_status;
-    uint64_t running_id;        /* 0 when idle */
-    uint64_t served;
-    atomic_bool cancel_running; /* polled by wk_generate */
+    struct inflight *inflight;  /* requests the scheduler holds, oldest first */
+    struct wk_sched_stats cap;  /* the scheduler after its last step (for Health) */
+    uint64_t served;            /* Infer requests that got a Started */
+    uint64_t refused;           /* Infer requests answered by a lone Error */
+    struct wk_sched *sched;     /* created in set_ready; used by the generation thread only */
+    bool backend_broken;        /* a step failed with a CUDA error: stop */
 
     /* model facts for Ready / Health (set once in set_ready) */
     const struct wk_model *model;
     struct wk_backend *backend;
     Orcd__V1__ModelInfo minfo;
     Orcd__V1__DeviceInfo dinfo;
+    Orcd__V1__ModelInfo__TensorTypesEntry *tt;  /* minfo.tensor_types, owned */
+    Orcd__V1__ModelInfo__TensorTypesEntry **ttp;
 
     /* --- writer, under wmu ------------------------------------------------ */
     pthread_mutex_t wmu;
-    pthread_cond_t wcv;
+    pthread_cond_t wcv;     /* a frame was queued, or closing */
+    pthread_cond_t wspace;  /* the writer wrote a frame (or the wait is over) */
     struct outframe *whead, *wtail;
+    size_t wbytes;    /* bytes queued, the frame being written included */
     bool wclosing;    /* flush what is queued, then exit */
     bool wbroken;     /* out_fd failed: drop everything */
+    bool wnowait;     /* shutting down: nothing waits for room any more */
+    bool gen_paused;  /* the generation thread waits for room (Health.output_paused) */
 
     pthread_t reader, writer;
     bool reader_started, writer_started;
@@ -67,26 +95,45 @@ struct wk_server {
 };
 
 // --- writer -------------------------------------------------------------------
+//
+// Output bound. Every frame goes through one queue to the writer thread. The
+// generation thread (the only producer whose output is unbounded: one frame a
+// token) waits before queueing while --max-output bytes or more are queued, so a
+// client that stops reading stdout pauses generation instead of growing our
+// memory; Health then reports output_paused. The reader thread never waits on
+// that bound: its replies (Health, CancelAck, Errors) are small, one per
+// request frame, so Health is answered at once however full the queue is.
+// The reader's own output is bounded by backpressure on stdin instead: while
+// more than --max-output + READER_SLACK bytes are queued, it stops reading
+// new frames until the writer catches up (a client that neither reads stdout
+// nor stops writing stdin then blocks on its own write). Shutdown ends every
+// wait (wnowait): the running request is cancelled within one step, so what
+// is queued past the bound after that is a few frames.
 
-/* Queue one response for the writer thread. Never blocks on out_fd. */
-static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
+static struct outframe *make_frame(const Orcd__V1__Response *r) {
     char err[256];
     uint8_t *frame = NULL;
     size_t len = 0;
     if (wk_frame_pack(&r->base, &frame, &len, err, sizeof err) != WK_STATUS_OK) {
         wk_log(WK_LOG_ERROR, "%s: %s", __func__, err);
-        return;
+        return NULL;
     }
     struct outframe *of = malloc(sizeof *of + len);
     if (!of) {
         wk_log(WK_LOG_ERROR, "%s: out of memory for a %zu-byte frame", __func__, len);
         free(frame);
-        return;
+        return NULL;
     }
     of->next = NULL;
     of->len = len;
     memcpy(of->data, frame, len);
     free(frame);
+    return of;
+}
+
+/* Queue a frame for the writer (takes it; NULL is ignored). Never blocks. */
+static void enqueue(struct wk_server *s, struct outframe *of) {
+    if (!of) return;
     pthread_mutex_lock(&s->wmu);
     if (s->wbroken) {
         pthread_mutex_unlock(&s->wmu);
@@ -96,29 +143,83 @@ static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
     if (s->wtail) s->wtail->next = of;
     else s->whead = of;
     s->wtail = of;
+    s->wbytes += of->len;
     pthread_cond_signal(&s->wcv);
     pthread_mutex_unlock(&s->wmu);
+}
+
+/* Generation thread: wait until fewer than --max-output bytes are queued. */
+static void wait_output_room(struct wk_server *s) {
+    pthread_mutex_lock(&s->wmu);
+    if (s->wbytes >= s->cfg.max_output && !s->wbroken && !s->wnowait) {
+        s->gen_paused = true;
+        wk_log(WK_LOG_DEBUG, "output queue full (%zu bytes): generation paused", s->wbytes);
+        while (s->wbytes >= s->cfg.max_output && !s->wbroken && !s->wnowait)
+            pthread_cond_wait(&s->wspace, &s->wmu);
+        s->gen_paused = false;
+        wk_log(WK_LOG_DEBUG, "output queue drained: generation resumes");
+    }
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Reader thread: wait while the queue is far past the bound (see above). */
+static void wait_reader_room(struct wk_server *s) {
+    size_t hard = s->cfg.max_output + READER_SLACK;
+    pthread_mutex_lock(&s->wmu);
+    while (s->wbytes > hard && !s->wbroken && !s->wnowait) pthread_cond_wait(&s->wspace, &s->wmu);
+    pthread_mutex_unlock(&s->wmu);
+}
+
+/* Queue one response for the writer thread. Never blocks on out_fd. */
+static void send_response(struct wk_server *s, const Orcd__V1__Response *r) {
+    enqueue(s, make_frame(r));
 }
 
 /* Responses that are not the running request's (errors the reader sends). */
 static void send_cb(void *ctx, const Orcd__V1__Response *r) { send_response(ctx, r); }
 
-/* Responses of the running request. Its last one (Done or Error) clears
- * running_id under mu before it is queued, so a Cancel read after the client
- * saw the end of the stream answers found = false. */
+static struct inflight *inflight_find(struct wk_server *s, uint64_t id) {
+    for (struct inflight *f = s->inflight; f; f = f->next)
+        if (f->req->id == id && !f->ended) return f;
+    return NULL;
+}
+
+/* Responses of the requests the scheduler runs (generation thread; may wait
+ * for output room, never while holding mu). Started counts the request as
+ * served. */
 static void emit_cb(void *ctx, const Orcd__V1__Response *r) {
     struct wk_server *s = ctx;
-    if (r->body_case != ORCD__V1__RESPONSE__BODY_DONE &&
-        r->body_case != ORCD__V1__RESPONSE__BODY_ERROR) {
-        send_response(s, r);
-        return;
-    }
+    struct outframe *of = make_frame(r);
+    wait_output_room(s);
     pthread_mutex_lock(&s->mu);
-    if (s->running_id == r->id) {
-        s->running_id = 0;
+    struct inflight *f = inflight_find(s, r->id);
+    if (f && r->body_case == ORCD__V1__RESPONSE__BODY_STARTED && !f->started) {
+        f->started = true;
         s->served++;
     }
-    send_response(s, r);
+    /* the end of its stream: a Cancel or a reused id read after the client
+     * saw it no longer finds the request */
+    if (f && (r->body_case == ORCD__V1__RESPONSE__BODY_DONE || r->body_case == ORCD__V1__RESPONSE__BODY_ERROR))
+        f->ended = true;
+    enqueue(s, of);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* A request's stream ended (its Done or Error is queued): forget it, so a
+ * Cancel read after the client saw the end answers found = false. */
+static void request_ended(void *ctx, uint64_t id, bool started, wk_status st) {
+    struct wk_server *s = ctx;
+    (void)started;
+    pthread_mutex_lock(&s->mu);
+    for (struct inflight **pf = &s->inflight; *pf; pf = &(*pf)->next) {
+        if ((*pf)->req->id != id) continue;
+        struct inflight *f = *pf;
+        *pf = f->next;
+        orcd__v1__request__free_unpacked(f->req, NULL);
+        free(f);
+        break;
+    }
+    if (st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) s->backend_broken = true;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -131,7 +232,9 @@ static void send_error(struct wk_server *s, uint64_t id, wk_status st, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     wk_log(WK_LOG_WARN, "request %" PRIu64 ": %s: %s", id, wk_status_grpc(st), msg);
-    wk_emit_error(send_cb, s, id, st, msg);
+    char client[512];
+    wk_client_error(st, msg, client, sizeof client);
+    wk_emit_error(send_cb, s, id, st, client);
 }
 
 static void *writer_main(void *arg) {
@@ -150,6 +253,10 @@ static void *writer_main(void *arg) {
 
         char err[256];
         wk_status st = wk_write_full(s->out_fd, of->data, of->len, err, sizeof err);
+        pthread_mutex_lock(&s->wmu);
+        s->wbytes -= of->len;
+        pthread_cond_broadcast(&s->wspace);
+        pthread_mutex_unlock(&s->wmu);
         free(of);
         if (st != WK_STATUS_OK) {
             int e = errno;
@@ -164,6 +271,8 @@ static void *writer_main(void *arg) {
                 s->whead = n;
             }
             s->wtail = NULL;
+            s->wbytes = 0;
+            pthread_cond_broadcast(&s->wspace);
             pthread_mutex_unlock(&s->wmu);
             wk_server_shutdown(s, WK_EXIT_OUTPUT, "stdout closed");
             break;
@@ -215,12 +324,42 @@ static void queue_drain(struct wk_server *s) {
         orcd__v1__request__free_unpacked(p->req, NULL);
         s->q_head = (s->q_head + 1) % cap;
         s->q_len--;
-        if (s->failed) send_error(s, id, WK_STATUS_UNAVAILABLE, "the model failed to load");
-        else send_cancelled_done(s, id);
+        if (s->failed) {
+            s->refused++;
+            send_error(s, id, WK_STATUS_UNAVAILABLE, "the model failed to load");
+        } else {
+            send_cancelled_done(s, id);
+        }
     }
 }
 
 // --- reader -------------------------------------------------------------------
+
+/* Requests waiting for the running batch: in the queue, or held by the
+ * scheduler but not yet started (under mu). */
+static int n_waiting(const struct wk_server *s) {
+    int n = s->q_len;
+    for (const struct inflight *f = s->inflight; f; f = f->next) n += !f->started;
+    return n;
+}
+
+/* The scheduler's capacity: pages as of its last step, sequences now
+ * (under mu). */
+static void fill_capacity(const struct wk_server *s, Orcd__V1__Capacity *c) {
+    const struct wk_sched_stats *st = &s->cap;
+    c->kv_page_tokens = WK_KV_PAGE_TOKENS;
+    c->kv_pages_total = (uint32_t)st->pages_total;
+    c->kv_pages_free = (uint32_t)st->pages_free;
+    c->kv_pages_cached = (uint32_t)st->pages_cached;
+    c->kv_tokens_total = (uint64_t)st->pages_total * WK_KV_PAGE_TOKENS;
+    c->kv_tokens_free = (uint64_t)st->pages_free * WK_KV_PAGE_TOKENS;
+    c->max_batch = (uint32_t)st->max_seqs;
+    c->max_step_tokens = (uint32_t)st->max_step_tokens;
+    int running = 0;
+    for (const struct inflight *f = s->inflight; f; f = f->next) running += f->started && !f->ended;
+    c->running = (uint32_t)running;
+    c->queued = (uint32_t)n_waiting(s);
+}
 
 static void answer_health(struct wk_server *s, uint64_t id) {
     Orcd__V1__Health h = ORCD__V1__HEALTH__INIT;
@@ -228,15 +367,25 @@ static void answer_health(struct wk_server *s, uint64_t id) {
     if (s->failed) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_FAILED;
     else if (s->stopping) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_DRAINING;
     else if (!s->loaded) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_LOADING;
-    else if (s->running_id) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_BUSY;
+    else if (s->inflight) h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_BUSY;
     else h.state = ORCD__V1__HEALTH_STATE__HEALTH_STATE_READY;
     if (s->loaded) {
         h.model = &s->minfo;
         h.device = &s->dinfo;
     }
-    h.queue_depth = (uint32_t)s->q_len;
+    Orcd__V1__Capacity cap = ORCD__V1__CAPACITY__INIT;
+    if (s->loaded) {
+        fill_capacity(s, &cap);
+        h.capacity = &cap;
+    }
+    h.queue_depth = (uint32_t)n_waiting(s);
     h.requests_served = s->served;
-    h.running_id = s->running_id;
+    h.requests_refused = s->refused;
+    pthread_mutex_lock(&s->wmu);
+    h.output_paused = s->gen_paused;
+    pthread_mutex_unlock(&s->wmu);
+    for (const struct inflight *f = s->inflight; f && !h.running_id; f = f->next)
+        if (f->started && !f->ended) h.running_id = f->req->id;
     h.uptime_seconds = wk_now() - s->t_start;
     Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
     r.id = id;
@@ -249,8 +398,9 @@ static void answer_health(struct wk_server *s, uint64_t id) {
 static void answer_cancel(struct wk_server *s, uint64_t id, uint64_t target) {
     bool found = false, queued = false;
     pthread_mutex_lock(&s->mu);
-    if (target != 0 && s->running_id == target) {
-        atomic_store(&s->cancel_running, true);
+    struct inflight *f = target != 0 ? inflight_find(s, target) : NULL;
+    if (f) {
+        atomic_store(&f->cancel, true);
         found = true;
     } else if (target != 0 && queue_remove(s, target)) {
         found = queued = true;
@@ -285,13 +435,13 @@ static void handle_infer(struct wk_server *s, Orcd__V1__Request *req) {
     } else if (s->stopping || s->failed) {
         st = WK_STATUS_UNAVAILABLE;
         why = s->failed ? "the model failed to load" : "the worker is shutting down";
-    } else if (id == s->running_id || queue_has_id(s, id)) {
-        st = WK_STATUS_INVALID_ARGUMENT;
-        why = "id: a request with this id is already running or queued";
-    } else if (s->q_len >= s->cfg.max_queue) {
+    } else if (inflight_find(s, id) || queue_has_id(s, id)) {
+        st = WK_STATUS_ALREADY_EXISTS;
+        why = "id: a request with this id is already running or queued (that one goes on)";
+    } else if (n_waiting(s) >= s->cfg.max_queue) {
         st = WK_STATUS_RESOURCE_EXHAUSTED;
-        snprintf(msg, sizeof msg, "queue full: %d requests waiting (--max-queue %d)", s->q_len,
-                 s->cfg.max_queue);
+        snprintf(msg, sizeof msg, "queue full: %d requests waiting for the running batch (--max-queue %d)",
+                 n_waiting(s), s->cfg.max_queue);
         why = msg;
     }
     if (st == WK_STATUS_OK) {
@@ -304,6 +454,7 @@ static void handle_infer(struct wk_server *s, Orcd__V1__Request *req) {
         wk_log(WK_LOG_DEBUG, "request %" PRIu64 ": queued", id);
         return;
     }
+    s->refused++;
     pthread_mutex_unlock(&s->mu);
     send_error(s, id, st, "%s", why);
     orcd__v1__request__free_unpacked(req, NULL);
@@ -320,9 +471,23 @@ static void handle_payload(struct wk_server *s, const uint8_t *payload, size_t l
         return;
     }
     switch (req->body_case) {
-    case ORCD__V1__REQUEST__BODY_INFER:
+    case ORCD__V1__REQUEST__BODY_INFER: {
+        /* a U+0000 in a string field would have cut it at unpack: refuse */
+        char field[64];
+        uint64_t at = 0;
+        if (wk_request_find_nul(payload, len, field, sizeof field, &at)) {
+            pthread_mutex_lock(&s->mu);
+            s->refused++;
+            pthread_mutex_unlock(&s->mu);
+            send_error(s, req->id, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: contains a NUL character (U+0000) at byte %" PRIu64
+                       ", which is not accepted in request text",
+                       field, at);
+            break;
+        }
         handle_infer(s, req);
         return; /* owned by the queue or freed */
+    }
     case ORCD__V1__REQUEST__BODY_HEALTH:
         answer_health(s, req->id);
         break;
@@ -358,6 +523,7 @@ static void *reader_main(void *arg) {
     wk_frame_reader_init(r, s->in_fd, s->cfg.max_frame);
     for (bool run = true; run;) {
         struct wk_frame_info info;
+        wait_reader_room(s);
         enum wk_frame_ev ev = wk_frame_reader_next(r, -1, s->wake[0], &info);
         switch (ev) {
         case WK_FRAME_MSG:
@@ -426,6 +592,7 @@ wk_status wk_server_create(const struct wk_server_config *cfg, int in_fd, int ou
     s->cfg = *cfg;
     if (s->cfg.max_queue <= 0) s->cfg.max_queue = DEFAULT_MAX_QUEUE;
     if (s->cfg.max_frame == 0) s->cfg.max_frame = WK_FRAME_MAX_DEFAULT;
+    if (s->cfg.max_output == 0) s->cfg.max_output = DEFAULT_MAX_OUTPUT;
     s->in_fd = in_fd;
     s->out_fd = out_fd;
     s->t_start = wk_now();
@@ -442,7 +609,7 @@ wk_status wk_server_create(const struct wk_server_config *cfg, int in_fd, int ou
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->wmu, NULL);
     pthread_cond_init(&s->wcv, NULL);
-    atomic_init(&s->cancel_running, false);
+    pthread_cond_init(&s->wspace, NULL);
     orcd__v1__model_info__init(&s->minfo);
     orcd__v1__device_info__init(&s->dinfo);
     *out = s;
@@ -459,15 +626,52 @@ wk_status wk_server_start(struct wk_server *s, char *err, size_t err_len) {
     return WK_STATUS_OK;
 }
 
+/* ModelInfo.tensor_types: tensor count per ggml type, in type-id order. */
+static void fill_tensor_types(struct wk_server *s, const struct wk_model *m) {
+    enum { N_TYPES = 64 };
+    uint32_t count[N_TYPES] = {0};
+    size_t n_kinds = 0;
+    for (uint64_t i = 0; i < m->gguf.n_tensors; i++) {
+        uint32_t t = m->gguf.tensors[i].type;
+        if (t < N_TYPES && wk_type_info(t) && count[t]++ == 0) n_kinds++;
+    }
+    s->tt = calloc(n_kinds ? n_kinds : 1, sizeof *s->tt);
+    s->ttp = calloc(n_kinds ? n_kinds : 1, sizeof *s->ttp);
+    if (!s->tt || !s->ttp) {
+        wk_log(WK_LOG_WARN, "%s: out of memory: ModelInfo.tensor_types left empty", __func__);
+        return;
+    }
+    size_t k = 0;
+    for (uint32_t t = 0; t < N_TYPES; t++) {
+        if (!count[t]) continue;
+        orcd__v1__model_info__tensor_types_entry__init(&s->tt[k]);
+        s->tt[k].key = (char *)wk_type_info(t)->name;
+        s->tt[k].value = count[t];
+        s->ttp[k] = &s->tt[k];
+        k++;
+    }
+    s->minfo.n_tensor_types = k;
+    s->minfo.tensor_types = s->ttp;
+}
+
 void wk_server_set_ready(struct wk_server *s, const struct wk_model *m, struct wk_backend *b,
                          double load_seconds) {
+    char err[256];
+    struct wk_sched *sched = NULL;
+    if (wk_sched_create(b, NULL, &sched, err, sizeof err) != WK_STATUS_OK) {
+        wk_server_set_failed(s, WK_STATUS_OOM_HOST, err);
+        return;
+    }
     pthread_mutex_lock(&s->mu);
+    s->sched = sched;
+    wk_sched_stats(sched, &s->cap);
     s->model = m;
     s->backend = b;
     s->minfo.arch = (char *)m->arch_name;
     s->minfo.name = (char *)m->name;
     s->minfo.parameters = m->n_params;
     s->minfo.quantization = (char *)m->ftype_name;
+    fill_tensor_types(s, m);
     s->minfo.context_length = (uint32_t)b->n_ctx;
     s->minfo.vocab_size = (uint32_t)m->hp.n_vocab;
     s->dinfo.backend = (char *)(b->ops && b->ops->name ? b->ops->name : "");
@@ -482,6 +686,9 @@ void wk_server_set_ready(struct wk_server *s, const struct wk_model *m, struct w
     rd.model = &s->minfo;
     rd.device = &s->dinfo;
     rd.load_seconds = load_seconds;
+    Orcd__V1__Capacity cap = ORCD__V1__CAPACITY__INIT;
+    fill_capacity(s, &cap);
+    rd.capacity = &cap;
     Orcd__V1__Response r = ORCD__V1__RESPONSE__INIT;
     r.id = 0;
     r.body_case = ORCD__V1__RESPONSE__BODY_READY;
@@ -515,10 +722,14 @@ void wk_server_shutdown(struct wk_server *s, int exit_status, const char *why) {
         s->exit_status = exit_status;
         wk_log(WK_LOG_INFO, "exit status now %d: %s", exit_status, why);
     }
-    if (s->running_id) atomic_store(&s->cancel_running, true);
+    for (struct inflight *f = s->inflight; f; f = f->next) atomic_store(&f->cancel, true);
     queue_drain(s);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    pthread_mutex_lock(&s->wmu);
+    s->wnowait = true;
+    pthread_cond_broadcast(&s->wspace);
+    pthread_mutex_unlock(&s->wmu);
 }
 
 bool wk_server_stopping(struct wk_server *s) {
@@ -528,34 +739,74 @@ bool wk_server_stopping(struct wk_server *s) {
     return st;
 }
 
-int wk_server_run(struct wk_server *s) {
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->stopping && (s->q_len == 0 || !s->loaded)) pthread_cond_wait(&s->cv, &s->mu);
-        if (s->stopping) break;
+/* Generation thread: requests leave the queue into the scheduler as soon as
+ * they arrive (their Error at once when refused), and the scheduler steps
+ * while it holds any. */
+static void admit_queued(struct wk_server *s) {
+    while (s->q_len > 0) {
         struct pending p = s->q[s->q_head];
         s->q_head = (s->q_head + 1) % s->cfg.max_queue;
         s->q_len--;
-        s->running_id = p.req->id;
-        atomic_store(&s->cancel_running, false);
-        pthread_mutex_unlock(&s->mu);
-
-        struct wk_gen_env env = {.model = s->model, .backend = s->backend};
-        wk_status st = wk_generate(&env, p.req->id, p.req->infer, &s->cancel_running, wk_now(),
-                                   emit_cb, s, NULL);
-        uint64_t done_id = p.req->id;
-        orcd__v1__request__free_unpacked(p.req, NULL);
-
-        pthread_mutex_lock(&s->mu);
-        if (s->running_id == done_id) { /* no Done/Error went out (cannot happen) */
-            s->running_id = 0;
-            s->served++;
+        struct inflight *f = calloc(1, sizeof *f);
+        if (!f) {
+            s->refused++;
+            send_error(s, p.req->id, WK_STATUS_OOM_HOST, "out of host memory");
+            orcd__v1__request__free_unpacked(p.req, NULL);
+            continue;
         }
-        if (st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) {
+        f->req = p.req;
+        atomic_init(&f->cancel, false);
+        struct inflight **tail = &s->inflight;
+        while (*tail) tail = &(*tail)->next;
+        *tail = f;
+        pthread_mutex_unlock(&s->mu);
+        const struct wk_request_env env = {
+            .model = s->model, .sched = s->sched, .n_ctx = s->backend->n_ctx,
+            .kv_tokens = s->backend->n_kv_pages * WK_KV_PAGE_TOKENS,
+            .emit = emit_cb, .emit_ctx = s, .on_end = request_ended, .end_ctx = s,
+        };
+        char msg[512];
+        wk_status st = wk_request_submit(&env, p.req->id, p.req->infer, &f->cancel, p.t_enqueue, msg, sizeof msg);
+        pthread_mutex_lock(&s->mu);
+        if (st != WK_STATUS_OK) {
+            for (struct inflight **pf = &s->inflight; *pf; pf = &(*pf)->next)
+                if (*pf == f) {
+                    *pf = f->next;
+                    break;
+                }
+            s->refused++;
+            send_error(s, p.req->id, st, "%s", msg);
+            orcd__v1__request__free_unpacked(p.req, NULL);
+            free(f);
+        }
+    }
+}
+
+int wk_server_run(struct wk_server *s) {
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stopping && (!s->loaded || (s->q_len == 0 && wk_sched_idle(s->sched))))
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->stopping) break;
+        admit_queued(s);
+        pthread_mutex_unlock(&s->mu);
+        char err[512];
+        wk_status st = WK_STATUS_OK;
+        wk_sched_step(s->sched, &st, err, sizeof err);
+        pthread_mutex_lock(&s->mu);
+        wk_sched_stats(s->sched, &s->cap);
+        if (s->backend_broken || st == WK_STATUS_CUDA || st == WK_STATUS_CUBLAS) {
             pthread_mutex_unlock(&s->mu);
             wk_server_shutdown(s, WK_EXIT_BACKEND, "backend failure");
             pthread_mutex_lock(&s->mu);
         }
+    }
+    /* what still runs ends with Done(cancelled) */
+    if (s->sched) {
+        pthread_mutex_unlock(&s->mu);
+        wk_sched_cancel_all(s->sched);
+        pthread_mutex_lock(&s->mu);
+        wk_sched_stats(s->sched, &s->cap);
     }
     int status = s->exit_status;
     pthread_mutex_unlock(&s->mu);
@@ -584,7 +835,8 @@ int wk_server_run(struct wk_server *s) {
     pthread_mutex_lock(&s->mu);
     status = s->exit_status; /* the writer may have found stdout closed */
     pthread_mutex_unlock(&s->mu);
-    wk_log(WK_LOG_INFO, "exit status %d (%" PRIu64 " requests served)", status, s->served);
+    wk_log(WK_LOG_INFO, "exit status %d (%" PRIu64 " requests served, %" PRIu64 " refused)", status,
+           s->served, s->refused);
     return status;
 }
 
@@ -612,6 +864,7 @@ void wk_server_destroy(struct wk_server *s) {
         free(s->whead);
         s->whead = n;
     }
+    wk_sched_free(s->sched); /* empty by now: wk_server_run ended every sequence */
     free(s->q);
     if (s->wake[0] >= 0) close(s->wake[0]);
     if (s->wake[1] >= 0) close(s->wake[1]);
@@ -619,5 +872,8 @@ void wk_server_destroy(struct wk_server *s) {
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->wmu);
     pthread_cond_destroy(&s->wcv);
+    pthread_cond_destroy(&s->wspace);
+    free(s->tt);
+    free(s->ttp);
     free(s);
 }

@@ -1,12 +1,20 @@
 /* server.h — the worker's request loop: threads, queue, writer, shutdown.
  *
  *   reader thread   decodes frames from in_fd; answers Health and Cancel at
- *                   once; Infer goes to a bounded queue (full: Error
- *                   RESOURCE_EXHAUSTED); Shutdown / EOF start draining
- *   generation      wk_server_run() on the caller's thread: one request at a
- *                   time through wk_generate
- *   writer thread   the only writer of out_fd; frames are queued, so neither
- *                   the reader nor the generation loop blocks on stdout
+ *                   once; Infer goes to a bounded queue (requests waiting
+ *                   for the running batch, at most max_queue: full is Error
+ *                   RESOURCE_EXHAUSTED; an id already in flight is Error
+ *                   ALREADY_EXISTS); Shutdown / EOF start draining
+ *   generation      wk_server_run() on the caller's thread: moves queued
+ *                   requests into the scheduler (worker/request.c,
+ *                   worker/scheduler.c) and steps it — every running
+ *                   sequence advances one step at a time, new ones join
+ *                   between steps
+ *   writer thread   the only writer of out_fd; frames are queued, so the
+ *                   reader never blocks on stdout; the queue is bounded
+ *                   (max_output): when the client stops reading, the
+ *                   generation loop waits (Health.output_paused) rather
+ *                   than queueing without bound
  *
  * Cancel of a queued request removes it; it is answered with CancelAck(found)
  * and then Done(reason CANCELLED, 0 tokens, no Started). Requests still
@@ -45,7 +53,9 @@ struct wk_model;
 
 struct wk_server_config {
     size_t max_frame; /* 0: WK_FRAME_MAX_DEFAULT */
-    int max_queue;    /* requests waiting (the running one not counted); <= 0: 16 */
+    int max_queue;    /* requests waiting for the running batch; <= 0: 16 */
+    size_t max_output; /* output queue bound, bytes: generation waits while this
+                          much is queued for stdout (0: 4 MiB); see server.c */
 };
 
 struct wk_server;

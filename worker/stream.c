@@ -266,3 +266,15 @@ void wk_stream_flush(struct wk_stream *s, const char **text, size_t *text_len) {
     }
     release(s, s->pend_len, 0, text, text_len);
 }
+
+char *wk_utf8_repair(const char *bytes, size_t len, size_t *out_len) {
+    struct wk_stream s;
+    memset(&s, 0, sizeof s);
+    reserve(&s.pend, &s.pend_cap, len + 1);
+    for (size_t i = 0; i < len; i++) utf8_feed(&s, (uint8_t)bytes[i]);
+    if (s.ulen > 0) pend_append(&s, REPLACEMENT, sizeof REPLACEMENT);
+    reserve(&s.pend, &s.pend_cap, s.pend_len + 1);
+    s.pend[s.pend_len] = '\0';
+    if (out_len) *out_len = s.pend_len;
+    return s.pend;
+}

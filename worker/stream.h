@@ -35,6 +35,12 @@ bool wk_stream_push(struct wk_stream *s, const char *bytes, size_t len, const ch
 /* End of generation (not after a stop): release what is held back. */
 void wk_stream_flush(struct wk_stream *s, const char **text, size_t *text_len);
 
+/* bytes[0..len) as valid UTF-8, by the same rules as the stream: one U+FFFD
+ * per maximal invalid subpart, an incomplete tail one U+FFFD. Returns a
+ * malloc'ed NUL-terminated string (caller frees), *out_len its length (may
+ * be NULL). Aborts on out-of-memory, as the stream does. */
+char *wk_utf8_repair(const char *bytes, size_t len, size_t *out_len);
+
 #ifdef __cplusplus
 }
 #endif
