@@ -82,11 +82,12 @@ struct cu_impl {
     int n_seqs_last;
     bool *has_logits;                /* (max_seqs) */
     bool gres_valid;
+    bool force_eager;                /* warm-up: kernels load outside graph capture */
     float *hidden;                   /* (n_layer+1, R, E) when record_hidden */
     int hidden_n;
 };
 
-static int32_t *meta_tok(cu_impl *c, int32_t *m) { return m; }
+static int32_t *meta_tok(cu_impl *, int32_t *m) { return m; }
 static int32_t *meta_pos(cu_impl *c, int32_t *m) { return m + c->R; }
 static int32_t *meta_rpt(cu_impl *c, int32_t *m) { return m + 2 * c->R; }
 static int32_t *meta_lrows(cu_impl *c, int32_t *m) { return m + 3 * c->R; }
@@ -306,11 +307,7 @@ static wk_status enqueue_layers(struct wk_backend *b, int rows, int max_split, b
 static wk_status enqueue_logits(cu_impl *c, const int32_t *lrows, int n, float *logits, char *err, size_t err_len) {
     CUDA_TRY(wk_cu_gather_rows(c->h16, c->h32, c->ld, lrows, n, c->lg16, c->lg32, c->st));
     wk_gemm_seg s = {c->out, logits, c->V};
-    wk_gemm_seg segs[1] = {s};
-    for (int i = 0; i < 1; i++) {
-        /* the logits GEMM reads its input with the activation stride */
-    }
-    CUDA_TRY(wk_cu_gemm(segs, 1, c->lg16, c->lg32, c->ld, n, false, c->st));
+    CUDA_TRY(wk_cu_gemm(&s, 1, c->lg16, c->lg32, c->ld, n, false, c->st));
     return WK_STATUS_OK;
 }
 
@@ -405,7 +402,7 @@ static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, 
     int n = 0, n_pt = 0;
     TRY(check_batch(b, batch, &n, &n_pt, err, err_len));
     CUDA_TRY(cudaSetDevice(c->dev));
-    bool decode = !b->record_hidden && batch->n_seqs == n && n <= (1 << (N_BUCKETS - 1)) && n <= c->LR;
+    bool decode = !b->record_hidden && !c->force_eager && batch->n_seqs == n && n <= (1 << (N_BUCKETS - 1)) && n <= c->LR;
     const int B = decode ? 1 << bucket_of(n) : n;
     if (decode && (B > c->R || B > c->LR || n_pt + 1 > c->pt_cap)) decode = false;
 
@@ -413,7 +410,7 @@ static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, 
     CUDA_TRY(cudaEventSynchronize(c->ev_meta));
     int32_t *tok = meta_tok(c, c->h_meta), *pos = meta_pos(c, c->h_meta), *rpt = meta_rpt(c, c->h_meta);
     int32_t *lrows = meta_lrows(c, c->h_meta), *pt = meta_pt(c, c->h_meta);
-    int r = 0, po = 0, max_pos = 0, n_lrows = 0;
+    int r = 0, po = 0, max_pos = 0;
     for (int i = 0; i < batch->n_seqs; i++) {
         const struct wk_batch_seq *s = &batch->seqs[i];
         const int need = (s->pos + s->n_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
@@ -437,11 +434,14 @@ static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, 
         TRY(run_decode_graph(b, bucket_of(n), err, err_len));
         CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
         c->gres_valid = true;
+        bool copied = false;
         for (int i = 0; i < batch->n_seqs; i++)
-            if (batch->seqs[i].logits)
+            if (batch->seqs[i].logits) {
                 CUDA_TRY(cudaMemcpyAsync(batch->seqs[i].logits, c->sample_logits + (size_t)i * c->V,
                                          (size_t)c->V * sizeof(float), cudaMemcpyDeviceToHost, c->st));
-        if (batch->seqs[0].logits) CUDA_TRY(cudaStreamSynchronize(c->st));
+                copied = true;
+            }
+        if (copied) CUDA_TRY(cudaStreamSynchronize(c->st));
         return WK_STATUS_OK;
     }
 
@@ -467,8 +467,6 @@ static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, 
     /* logits: the sampled rows (into sample_logits), then every row of the
      * sequences that asked for all, in chunks of LR rows */
     bool host_copy = false;
-    int32_t *h_l = meta_lrows(c, c->h_meta);
-    (void)h_l;
     for (int i = 0, r0 = 0; i < batch->n_seqs; i++) {
         const struct wk_batch_seq *s = &batch->seqs[i];
         if (s->sample || s->logits) {
@@ -804,11 +802,17 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const stru
     b->info.mem_kv = c->kvbytes;
     b->info.mem_scratch = c->sbytes;
     {
-        /* warm-up before Ready: one decode step of one row on the spare page
-         * (loads the kernels, captures the 1-row graph) */
+        /* warm-up before Ready: one eager step (loads the kernels outside any
+         * capture) and one decode step (captures the 1-row graph). They write
+         * position 0 of the pool's last page, which its next owner overwrites
+         * before reading. */
         const int32_t tok0 = 0, page = b->n_kv_pages - 1;
         struct wk_batch_seq q = {&tok0, 1, 0, &page, 1, 0, false, NULL};
         struct wk_batch batch = {1, &q};
+        c->force_eager = true;
+        s = cu_forward(b, &batch, err, err_len);
+        c->force_eager = false;
+        if (s != WK_STATUS_OK) goto fail;
         ST_FAIL(cu_forward(b, &batch, err, err_len));
         CU_FAIL(cudaStreamSynchronize(c->st));
     }

@@ -1,10 +1,12 @@
 /* gemm.cu — y = x · Wᵀ for any number of rows, batch-invariant.
  *
  * One reduction order per output, fixed by n_in alone: the k dimension is cut
- * into tiles of WK_GEMM_BK = 64; warp w of the block (4 warps) accumulates
- * tiles w, w+4, w+8, ... in increasing order with mma.sync m16n8k16 (f16
- * inputs, f32 accumulators: per tile four k16 steps in order), and the four
- * warp partials are added as ((p0 + p1) + p2) + p3. An mma's output element
+ * into tiles of WK_GEMM_BK = 64; warp w of the block (8 warps) accumulates
+ * tiles w, w+8, w+16, ... in increasing order with mma.sync m16n8k16 (f16
+ * inputs, f32 accumulators: per tile four k16 steps in order), and the eight
+ * warp partials are added in warp order, (((p0 + p1) + p2) + ...) + p7.
+ * (Decode tiles load two of a warp's k-tiles before computing either, for
+ * more bytes in flight; the order of the additions is unchanged.) An mma's output element
  * depends only on its own A row and B column, so a row's results are the same
  * whether it shares a 16-row tile with 0 or 63 other rows, and whatever the
  * tile shape (MT m16 tiles × NT n8 tiles per block) the launcher picks for
@@ -22,7 +24,7 @@
  */
 #include "cuda/ops.cuh"
 
-#define GEMM_WARPS 4
+#define GEMM_WARPS 8
 #define LDS (WK_GEMM_BK + 8) /* smem row stride in halves: 144 bytes, conflict-free fragment loads */
 
 __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
@@ -57,7 +59,7 @@ __device__ __forceinline__ uint4 load_w8(const uint8_t *row, int c, int n_in, bo
     return u;
 }
 
-template <int T, int MT, int NT>
+template <int T, int MT, int NT, int U>
 __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_constant__ gemm_params p) {
     extern __shared__ __align__(16) uint8_t smem[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -69,9 +71,8 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
     const int N = S.W.n_rows, K = p.n_in;
     /* quantized rows are whole blocks; float rows take 16-byte loads when aligned */
     const bool vec_ok = (T != GGML_TYPE_F16 && T != GGML_TYPE_BF16 && T != GGML_TYPE_F32) || (S.W.row_bytes % 16 == 0);
-
-    __half *As = reinterpret_cast<__half *>(smem) + warp * (MT * 16 + NT * 8) * LDS;
-    __half *Bs = As + MT * 16 * LDS;
+    constexpr int TILE = (MT * 16 + NT * 8) * LDS; /* halves per k-tile buffer */
+    __half *buf = reinterpret_cast<__half *>(smem) + warp * U * TILE;
     float acc[MT][NT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -80,54 +81,75 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
 
     const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK;
     const int g = lane >> 2, t = lane & 3;
-    for (int kt = warp; kt < n_kt; kt += GEMM_WARPS) {
-        const int k0 = kt * WK_GEMM_BK;
-        /* activations: MT*16 rows x 8 uint4 */
+    for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
+        uint4 ra[U][MT * 4], rb[U][NT * 2];
 #pragma unroll
-        for (int i = 0; i < MT * 4; i++) {
-            const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-            const uint4 u = *reinterpret_cast<const uint4 *>(p.x16 + (size_t)(m0 + r) * p.lda + k0 + 8 * c);
-            *reinterpret_cast<uint4 *>(As + r * LDS + 8 * c) = u;
-        }
-        /* weights: NT*8 rows x 8 chunks */
+        for (int u = 0; u < U; u++) {
+            const int kt = kt0 + u * GEMM_WARPS;
+            if (kt >= n_kt) break;
+            const int k0 = kt * WK_GEMM_BK;
 #pragma unroll
-        for (int i = 0; i < NT * 2; i++) {
-            const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-            const int n = n0 + r, kc = k0 / 8 + c;
-            uint4 u = make_uint4(0, 0, 0, 0);
-            if (n < N && 8 * kc < K) u = load_w8<T>(S.W.w + (size_t)n * S.W.row_bytes, kc, K, vec_ok);
-            *reinterpret_cast<uint4 *>(Bs + r * LDS + 8 * c) = u;
-        }
-        __syncwarp();
-        const uint32_t *A32 = reinterpret_cast<const uint32_t *>(As);
-        const uint32_t *B32 = reinterpret_cast<const uint32_t *>(Bs);
-#pragma unroll
-        for (int kk = 0; kk < WK_GEMM_BK / 16; kk++) {
-            const int kw = kk * 8; /* in 32-bit words */
-            uint32_t b[NT][2];
-#pragma unroll
-            for (int j = 0; j < NT; j++) {
-                b[j][0] = B32[(j * 8 + g) * (LDS / 2) + kw + t];
-                b[j][1] = B32[(j * 8 + g) * (LDS / 2) + kw + 4 + t];
+            for (int i = 0; i < MT * 4; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                ra[u][i] = *reinterpret_cast<const uint4 *>(p.x16 + (size_t)(m0 + r) * p.lda + k0 + 8 * c);
             }
 #pragma unroll
-            for (int i = 0; i < MT; i++) {
-                uint32_t a[4];
-                a[0] = A32[(i * 16 + g) * (LDS / 2) + kw + t];
-                a[1] = A32[(i * 16 + g + 8) * (LDS / 2) + kw + t];
-                a[2] = A32[(i * 16 + g) * (LDS / 2) + kw + 4 + t];
-                a[3] = A32[(i * 16 + g + 8) * (LDS / 2) + kw + 4 + t];
+            for (int i = 0; i < NT * 2; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                const int n = n0 + r, kc = k0 / 8 + c;
+                rb[u][i] = make_uint4(0, 0, 0, 0);
+                if (n < N && 8 * kc < K) rb[u][i] = load_w8<T>(S.W.w + (size_t)n * S.W.row_bytes, kc, K, vec_ok);
+            }
+        }
 #pragma unroll
-                for (int j = 0; j < NT; j++) mma16816(acc[i][j], a, b[j]);
+        for (int u = 0; u < U; u++) {
+            if (kt0 + u * GEMM_WARPS >= n_kt) break;
+            __half *As = buf + u * TILE, *Bs = As + MT * 16 * LDS;
+#pragma unroll
+            for (int i = 0; i < MT * 4; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                *reinterpret_cast<uint4 *>(As + r * LDS + 8 * c) = ra[u][i];
+            }
+#pragma unroll
+            for (int i = 0; i < NT * 2; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                *reinterpret_cast<uint4 *>(Bs + r * LDS + 8 * c) = rb[u][i];
+            }
+        }
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (kt0 + u * GEMM_WARPS >= n_kt) break;
+            const uint32_t *A32 = reinterpret_cast<const uint32_t *>(buf + u * TILE);
+            const uint32_t *B32 = A32 + MT * 16 * LDS / 2;
+#pragma unroll
+            for (int kk = 0; kk < WK_GEMM_BK / 16; kk++) {
+                const int kw = kk * 8; /* in 32-bit words */
+                uint32_t b[NT][2];
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    b[j][0] = B32[(j * 8 + g) * (LDS / 2) + kw + t];
+                    b[j][1] = B32[(j * 8 + g) * (LDS / 2) + kw + 4 + t];
+                }
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    uint32_t a[4];
+                    a[0] = A32[(i * 16 + g) * (LDS / 2) + kw + t];
+                    a[1] = A32[(i * 16 + g + 8) * (LDS / 2) + kw + t];
+                    a[2] = A32[(i * 16 + g) * (LDS / 2) + kw + 4 + t];
+                    a[3] = A32[(i * 16 + g + 8) * (LDS / 2) + kw + 4 + t];
+#pragma unroll
+                    for (int j = 0; j < NT; j++) mma16816(acc[i][j], a, b[j]);
+                }
             }
         }
         __syncwarp();
     }
 
-    /* the four warp partials, added in warp order */
+    /* the warp partials, added in warp order */
     __syncthreads();
-    float *part = reinterpret_cast<float *>(smem); /* (4, MT*16, NT*8) */
-    const int TW = NT * 8, TM = MT * 16;
+    float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, MT*16, NT*8) */
+    constexpr int TW = NT * 8, TM = MT * 16;
 #pragma unroll
     for (int i = 0; i < MT; i++)
 #pragma unroll
@@ -144,9 +166,8 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
         const int r = o / TW, c = o % TW, m = m0 + r, n = n0 + c;
         if (m >= p.n_rows || n >= N) continue;
         float v = part[o];
-        v += part[TM * TW + o];
-        v += part[2 * TM * TW + o];
-        v += part[3 * TM * TW + o];
+#pragma unroll
+        for (int w = 1; w < GEMM_WARPS; w++) v += part[w * TM * TW + o];
         float *y = S.y + (size_t)m * S.ldy + n;
         if (p.add) *y += v;
         else *y = v;
@@ -184,7 +205,7 @@ __global__ void __launch_bounds__(256) gemm_f32_kernel(const __grid_constant__ g
     }
 }
 
-template <int T, int MT, int NT>
+template <int T, int MT, int NT, int U>
 static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     gemm_params p = p0;
     int blocks = 0;
@@ -192,27 +213,27 @@ static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, in
         if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, NT * 8);
         p.blk_end[i] = blocks;
     }
-    const size_t tiles = (size_t)GEMM_WARPS * (MT * 16 + NT * 8) * LDS * sizeof(__half);
+    const size_t tiles = (size_t)GEMM_WARPS * U * (MT * 16 + NT * 8) * LDS * sizeof(__half);
     const size_t red = (size_t)GEMM_WARPS * MT * 16 * NT * 8 * sizeof(float);
     const size_t smem = tiles > red ? tiles : red;
     static bool attr_set = false; /* per instantiation */
     if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(gemm_mma_kernel<T, MT, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        cudaError_t e = cudaFuncSetAttribute(gemm_mma_kernel<T, MT, NT, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem);
         if (e != cudaSuccess) return e;
         attr_set = true;
     }
     dim3 grid(blocks, wk_cdiv(p.n_rows, MT * 16));
-    gemm_mma_kernel<T, MT, NT><<<grid, GEMM_WARPS * 32, smem, st>>>(p);
+    gemm_mma_kernel<T, MT, NT, U><<<grid, GEMM_WARPS * 32, smem, st>>>(p);
     return cudaGetLastError();
 }
 
 /* Tile shape by the number of rows (results do not depend on it, see the top). */
 template <int T>
 static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
-    if (p.n_rows <= 16) return launch_mma<T, 1, 2>(p, segs, n_segs, st);
-    if (p.n_rows <= 32) return launch_mma<T, 2, 4>(p, segs, n_segs, st);
-    return launch_mma<T, 4, 4>(p, segs, n_segs, st);
+    if (p.n_rows <= 16) return launch_mma<T, 1, 1, 2>(p, segs, n_segs, st);
+    if (p.n_rows <= 32) return launch_mma<T, 2, 2, 2>(p, segs, n_segs, st);
+    return launch_mma<T, 4, 4, 1>(p, segs, n_segs, st);
 }
 
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,
