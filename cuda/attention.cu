@@ -6,7 +6,8 @@
  * WK_ATT_CHUNK, so the splits of a row depend only on its own position and
  * window — the same whether it runs as a decode row or inside a prefill
  * chunk, alone or among 63 other rows. Per (row, head, split), one block of
- * ATT_THREADS threads: scores one thread per key (dims in order), block max
+ * ATT_THREADS threads: scores one thread per key (its K row read in 16-byte
+ * loads, dims in order), block max
  * and block sum through the fixed trees of common.cuh, then p·V with thread
  * groups over keys (group g takes keys g, g+G, ...) folded in group order.
  * A row with one split writes o / l directly; otherwise the split's
@@ -16,7 +17,8 @@
 
 #include "cuda/ops.cuh"
 
-#define ATT_THREADS 128
+#define ATT_THREADS 256
+#define PV_UNROLL 8 /* keys whose V loads are in flight together (order of the sums unchanged) */
 
 __device__ __forceinline__ void row_range(const wk_attn_args &a, int r, int *pos, int *p0) {
     *pos = a.row_pos[r];
@@ -42,13 +44,26 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(const __grid_co
     float mx = -INFINITY;
     for (int j = tid; j < nk; j += ATT_THREADS) {
         const int p = k_lo + j;
-        const __half2 *kp = reinterpret_cast<const __half2 *>(
+        const uint4 *kp = reinterpret_cast<const uint4 *>(
             a.kc + ((size_t)pt[p / WK_KV_PAGE_TOKENS] * WK_KV_PAGE_TOKENS + p % WK_KV_PAGE_TOKENS) * kvd + kvh * hd);
         float d = 0.0f;
-        for (int i = 0; i < hd / 2; i++) {
-            const float2 kf = __half22float2(kp[i]);
-            d = fmaf(qs[2 * i], kf.x, d);
-            d = fmaf(qs[2 * i + 1], kf.y, d);
+        for (int i0 = 0; i0 < hd / 8; i0 += 8) {
+            uint4 u[8];
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                if (i0 + i < hd / 8) u[i] = kp[i0 + i];
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                if (i0 + i >= hd / 8) break;
+                const __half2 *h2 = reinterpret_cast<const __half2 *>(&u[i]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float2 kf = __half22float2(h2[e]);
+                    const int dd = 8 * (i0 + i) + 2 * e;
+                    d = fmaf(qs[dd], kf.x, d);
+                    d = fmaf(qs[dd + 1], kf.y, d);
+                }
+            }
         }
         d *= a.scale;
         sc[j] = d;
@@ -72,11 +87,18 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(const __grid_co
         const bool active = (G > 1 ? tid < G * hd : true) && d < hd;
         float acc = 0.0f;
         if (active)
-            for (int j = g; j < nk; j += G) {
-                const int p = k_lo + j;
-                const __half *vp = a.vc + ((size_t)pt[p / WK_KV_PAGE_TOKENS] * WK_KV_PAGE_TOKENS +
-                                           p % WK_KV_PAGE_TOKENS) * kvd + kvh * hd;
-                acc = fmaf(sc[j], __half2float(vp[d]), acc);
+            for (int j0 = g; j0 < nk; j0 += G * PV_UNROLL) {
+                float v[PV_UNROLL];
+#pragma unroll
+                for (int u = 0; u < PV_UNROLL; u++) {
+                    const int j = j0 + u * G, p = k_lo + j;
+                    v[u] = j < nk ? __half2float(a.vc[((size_t)pt[p / WK_KV_PAGE_TOKENS] * WK_KV_PAGE_TOKENS +
+                                                       p % WK_KV_PAGE_TOKENS) * kvd + kvh * hd + d])
+                                  : 0.0f;
+                }
+#pragma unroll
+                for (int u = 0; u < PV_UNROLL; u++)
+                    if (j0 + u * G < nk) acc = fmaf(sc[j0 + u * G], v[u], acc);
             }
         if (active) pv[g * hd + (d - d0)] = acc;
         __syncthreads();

@@ -637,11 +637,11 @@ static size_t carve_state(cu_impl *c, int n_ctx, int max_seqs, uint8_t *base) {
 
 static wk_status check_model(const wk_model *m, char *err, size_t err_len) {
     const wk_hparams *hp = &m->hp;
-    if (hp->head_dim % 2 || hp->head_dim > 256 || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim ||
+    if (hp->head_dim % 8 || hp->head_dim > 256 || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim ||
         hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv)
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
                        "%s: head_dim %d / rope_dim %d / heads %d:%d are outside what the kernels support "
-                       "(even head_dim up to 256, even rope_dim <= head_dim, n_head a multiple of n_head_kv)",
+                       "(head_dim a multiple of 8 up to 256, even rope_dim <= head_dim, n_head a multiple of n_head_kv)",
                        __func__, hp->head_dim, hp->rope_dim, hp->n_head, hp->n_head_kv);
     return WK_STATUS_OK;
 }
