@@ -228,11 +228,23 @@ static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, in
     return cudaGetLastError();
 }
 
-/* Tile shape by the number of rows (results do not depend on it, see the top). */
+/* Tile shape by the number of rows and the matrix's width (results do not
+ * depend on it, see the top): few rows take narrow tiles, so a narrow matrix
+ * still spreads over the SMs, and more k-tiles in flight when rows are long. */
 template <int T>
 static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
-    if (p.n_rows <= 16) return launch_mma<T, 1, 1, 2>(p, segs, n_segs, st);
-    if (p.n_rows <= 32) return launch_mma<T, 2, 2, 2>(p, segs, n_segs, st);
+    int N = 0;
+    for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
+    const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
+    if (p.n_rows <= 16) {
+        if (wide) return launch_mma<T, 1, 4, 1>(p, segs, n_segs, st);
+        if (long_k) return launch_mma<T, 1, 1, 4>(p, segs, n_segs, st);
+        return launch_mma<T, 1, 1, 2>(p, segs, n_segs, st);
+    }
+    if (p.n_rows <= 64) {
+        if (wide) return launch_mma<T, 2, 4, 1>(p, segs, n_segs, st);
+        return launch_mma<T, 2, 1, 2>(p, segs, n_segs, st);
+    }
     return launch_mma<T, 4, 4, 1>(p, segs, n_segs, st);
 }
 

@@ -53,7 +53,8 @@ __global__ void __launch_bounds__(NORM_THREADS)
     }
     float *o = y32 + (size_t)blockIdx.x * ldy;
     __half *o16 = y16 ? y16 + (size_t)blockIdx.x * ldy : NULL;
-    for (int i = threadIdx.x; i < ldy; i += NORM_THREADS) {
+    const int n_out = min(ldy, (n + WK_GEMM_BK - 1) / WK_GEMM_BK * WK_GEMM_BK); /* zeros up to the k-tile end */
+    for (int i = threadIdx.x; i < n_out; i += NORM_THREADS) {
         const float v = i < n ? xr[i] * scale * w[i] : 0.0f;
         o[i] = v;
         if (o16) o16[i] = __float2half_rn(v);
@@ -86,63 +87,57 @@ cudaError_t wk_cu_add(float *x, const float *y, int n_rows, int n, cudaStream_t 
     return cudaGetLastError();
 }
 
-/* One block per row, one warp per head (q heads, then k heads, then v heads):
- * the head is staged in shared memory, normed (warp xor tree over lane-strided
- * squares), rotated, then stored (q f32, k/v f16 into the page). */
-#define QKV_WARPS 8
-__global__ void __launch_bounds__(QKV_WARPS * 32) qkv_post_kernel(const __grid_constant__ wk_qkv_post_args a) {
-    extern __shared__ float hs[]; /* (QKV_WARPS, hd) */
-    const int r = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+/* One warp per (row, head) (q heads, then k heads, then v heads): the head is
+ * staged in shared memory, normed (warp xor tree over lane-strided squares),
+ * rotated, then stored (q f32, k/v f16 into the row's page). */
+__global__ void __launch_bounds__(32) qkv_post_kernel(const __grid_constant__ wk_qkv_post_args a) {
+    extern __shared__ float h[]; /* (hd) */
+    const int r = blockIdx.x, head = blockIdx.y, lane = threadIdx.x;
     const int qd = a.n_head * a.hd, kvd = a.n_head_kv * a.hd;
     const float *row = a.qkv + (size_t)r * (qd + 2 * kvd);
     const int pos = a.row_pos[r];
-    const int page = a.pt[a.row_pt[r] + pos / WK_KV_PAGE_TOKENS], slot = pos % WK_KV_PAGE_TOKENS;
-    const size_t kv_off = ((size_t)page * WK_KV_PAGE_TOKENS + slot) * kvd;
-    float *h = hs + warp * a.hd;
     const int half = a.rd / 2;
     const float2 *cs = a.cs + (size_t)pos * (half > 0 ? half : 1);
-    for (int head = warp; head < a.n_head + 2 * a.n_head_kv; head += QKV_WARPS) {
-        const int kind = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
-        const int hh = kind == 0 ? head : kind == 1 ? head - a.n_head : head - a.n_head - a.n_head_kv;
-        const int off = kind == 0 ? hh * a.hd : kind == 1 ? qd + hh * a.hd : qd + kvd + hh * a.hd;
-        const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
-        const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
-        float ss = 0.0f;
-        for (int i = lane; i < a.hd; i += 32) {
-            float v = row[off + i];
-            if (bias) v += bias[hh * a.hd + i];
-            h[i] = v;
-            ss = fmaf(v, v, ss);
-        }
-        ss = wk_warp_sum(ss);
+    const int kind = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
+    const int hh = kind == 0 ? head : kind == 1 ? head - a.n_head : head - a.n_head - a.n_head_kv;
+    const int off = kind == 0 ? hh * a.hd : kind == 1 ? qd + hh * a.hd : qd + kvd + hh * a.hd;
+    const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
+    const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
+    float ss = 0.0f;
+    for (int i = lane; i < a.hd; i += 32) {
+        float v = row[off + i];
+        if (bias) v += bias[hh * a.hd + i];
+        h[i] = v;
+        ss = fmaf(v, v, ss);
+    }
+    ss = wk_warp_sum(ss);
+    __syncwarp();
+    if (nw) {
+        const float sc = rsqrtf(ss / (float)a.hd + a.eps);
+        for (int i = lane; i < a.hd; i += 32) h[i] = h[i] * sc * nw[i];
         __syncwarp();
-        if (nw) {
-            const float sc = rsqrtf(ss / (float)a.hd + a.eps);
-            for (int i = lane; i < a.hd; i += 32) h[i] = h[i] * sc * nw[i];
-            __syncwarp();
-        }
-        if (kind < 2) {
-            for (int i = lane; i < half; i += 32) {
-                const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
-                const float x0 = h[ia], x1 = h[ib], c = cs[i].x, s = cs[i].y;
-                h[ia] = x0 * c - x1 * s;
-                h[ib] = x0 * s + x1 * c;
-            }
-            __syncwarp();
-        }
-        if (kind == 0) {
-            for (int i = lane; i < a.hd; i += 32) a.q[(size_t)r * qd + hh * a.hd + i] = h[i];
-        } else {
-            __half *dst = (kind == 1 ? a.kc : a.vc) + kv_off + hh * a.hd;
-            for (int i = lane; i < a.hd; i += 32) dst[i] = __float2half_rn(h[i]);
+    }
+    if (kind < 2) {
+        for (int i = lane; i < half; i += 32) {
+            const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+            const float x0 = h[ia], x1 = h[ib], c = cs[i].x, s = cs[i].y;
+            h[ia] = x0 * c - x1 * s;
+            h[ib] = x0 * s + x1 * c;
         }
         __syncwarp();
+    }
+    if (kind == 0) {
+        for (int i = lane; i < a.hd; i += 32) a.q[(size_t)r * qd + hh * a.hd + i] = h[i];
+    } else {
+        const int page = a.pt[a.row_pt[r] + pos / WK_KV_PAGE_TOKENS], slot = pos % WK_KV_PAGE_TOKENS;
+        __half *dst = (kind == 1 ? a.kc : a.vc) + ((size_t)page * WK_KV_PAGE_TOKENS + slot) * kvd + hh * a.hd;
+        for (int i = lane; i < a.hd; i += 32) dst[i] = __float2half_rn(h[i]);
     }
 }
 
 cudaError_t wk_cu_qkv_post(const wk_qkv_post_args &a, int n_rows, cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    qkv_post_kernel<<<n_rows, QKV_WARPS * 32, QKV_WARPS * a.hd * sizeof(float), st>>>(a);
+    qkv_post_kernel<<<dim3(n_rows, a.n_head + 2 * a.n_head_kv), 32, a.hd * sizeof(float), st>>>(a);
     return cudaGetLastError();
 }
 
@@ -150,7 +145,8 @@ __global__ void glu_kernel(const float *gu, int n_ff, int gelu, float *y32, __ha
     const float *g = gu + (size_t)blockIdx.x * 2 * n_ff, *u = g + n_ff;
     float *o = y32 + (size_t)blockIdx.x * ld;
     __half *o16 = y16 + (size_t)blockIdx.x * ld;
-    for (int i = threadIdx.x; i < ld; i += blockDim.x) {
+    const int n_out = min(ld, (n_ff + WK_GEMM_BK - 1) / WK_GEMM_BK * WK_GEMM_BK);
+    for (int i = blockIdx.y * blockDim.x + threadIdx.x; i < n_out; i += gridDim.y * blockDim.x) {
         float v = 0.0f;
         if (i < n_ff) {
             const float x = g[i];
@@ -165,7 +161,7 @@ __global__ void glu_kernel(const float *gu, int n_ff, int gelu, float *y32, __ha
 cudaError_t wk_cu_glu(const float *gu, int n_rows, int n_ff, bool gelu, float *y32, __half *y16, int ld,
                       cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    glu_kernel<<<n_rows, 256, 0, st>>>(gu, n_ff, gelu ? 1 : 0, y32, y16, ld);
+    glu_kernel<<<dim3(n_rows, wk_cdiv(n_ff, 256)), 256, 0, st>>>(gu, n_ff, gelu ? 1 : 0, y32, y16, ld);
     return cudaGetLastError();
 }
 

@@ -364,6 +364,7 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
     float bv = -INFINITY;
     int bi = n;
+#pragma unroll 8
     for (int i = threadIdx.x; i < n; i += GREEDY_THREADS) argmax_merge(bv, bi, clean(x[i]), i);
     warp_argmax(bv, bi);
     if (lane == 0) sv[w] = bv, si[w] = bi;

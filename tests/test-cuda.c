@@ -549,6 +549,8 @@ static int bench(const char *path) {
         fprintf(stderr, "bench: %s\n", err);
         return 1;
     }
+    /* BENCH_QUICK=1 (profiling): 1 and 64 streams, a 512-token prefill */
+    const bool quick = getenv("BENCH_QUICK") != NULL;
     const int streams[] = {1, 8, 32, 64}, n_gen = 64;
     struct wk_backend *b = NULL;
     struct wk_backend_config cfg = {.n_ctx = 1024, .max_seqs = 64, .max_step_tokens = 1024};
@@ -567,6 +569,7 @@ static int bench(const char *path) {
     struct wk_sampling gp = {.temperature = 0, .top_p = 1, .repetition_penalty = 1};
     for (int si = 0; si < 4; si++) {
         const int S = streams[si];
+        if (quick && S != 1 && S != 64) continue;
         for (int rep = 0; rep < 2; rep++) {
             for (int i = 0; i < S; i++) {
                 for (int t = 0; t < 16; t++) prompt[i][t] = hist[i][t] = (i * 131 + t * 17 + 1) % 1000;
@@ -603,7 +606,7 @@ static int bench(const char *path) {
     }
     wk_backend_free(b);
     const int plens[] = {512, 4096, 16384};
-    for (int pi = 0; pi < 3; pi++) {
+    for (int pi = 0; pi < (quick ? 1 : 3); pi++) {
         const int P = plens[pi];
         struct wk_backend_config pc = {.n_ctx = P, .kv_tokens = P, .max_seqs = 1, .max_step_tokens = P < 2048 ? P : 2048};
         if (wk_backend_cuda_create(&m, &pc, &b, err, sizeof err) != WK_STATUS_OK) {

@@ -46,7 +46,7 @@ set -eu
 self=$(cd "$(dirname "$0")" && pwd)
 here=$(cd "$self/.." && pwd)
 # run from inside a pack (a copy of this script at gpu-pack*/gpu-run.sh), or from tools/
-if [ -x "$self/bin/test-cuda" ]; then pack=$self; else pack="$here/gpu-pack"; fi
+if [ -e "$self/bin/test-cuda" ] || [ -e "$self/bin/test-cuda.gz" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
 
 case "$mode" in
@@ -73,7 +73,7 @@ pack)
         "$shared"/models/qwen2.5-vocab.gguf "$pack/shared/models/"
     cp "$shared"/reference/stories260K/once.txt "$pack/shared/reference/stories260K/"
     cp "$shared"/reference/tiny-qwen2/*.txt "$pack/shared/reference/tiny-qwen2/"
-    gzip -1 "$pack/shared/models/qwen2.5-vocab.gguf" # 5.8 -> 2 MB: the pack must stay under 62 MB
+    gzip -1 "$pack/shared/models/qwen2.5-vocab.gguf" "$pack"/bin/* # the pack must stay under 62 MB
     cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
@@ -89,6 +89,12 @@ device)
     rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
     [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz ] && gunzip /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz
     export ORCD_SHARED=/tmp/orcd-shared
+    # the binaries, unpacked
+    rm -rf /tmp/orcd-bin && mkdir -p /tmp/orcd-bin
+    for f in "$pack"/bin/*; do
+        case "$f" in *.gz) gunzip -c "$f" > "/tmp/orcd-bin/$(basename "$f" .gz)" ;; *) cp "$f" /tmp/orcd-bin/ ;; esac
+    done
+    chmod +x /tmp/orcd-bin/*
     export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
     nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
     head -12 "$out/nvidia-smi.txt" || true
@@ -96,7 +102,7 @@ device)
     if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
         echo "== test-cuda"
         set +e
-        timeout "${GPU_RUN_TEST_TIMEOUT:-360}" "$pack/bin/test-cuda" > "$out/test-cuda.log" 2>&1
+        timeout "${GPU_RUN_TEST_TIMEOUT:-360}" "/tmp/orcd-bin/test-cuda" > "$out/test-cuda.log" 2>&1
         rc=$?
         set -e
         grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|INVARIANT|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
@@ -107,7 +113,7 @@ device)
         cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
         for case in greedy sampler; do
             [ -n "$cs" ] && CK_RUN_CASE=$case timeout 300 "$cs" --tool memcheck --error-exitcode 9 \
-                "$pack/bin/test-cuda" > "$out/sanitizer-$case.log" 2>&1
+                "/tmp/orcd-bin/test-cuda" > "$out/sanitizer-$case.log" 2>&1
             echo "compute-sanitizer memcheck $case: exit $? ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$out/sanitizer-$case.log") error lines)"
             tail -2 "$out/sanitizer-$case.log"
         done
@@ -116,7 +122,7 @@ device)
         # the integration suite (protocol, cancel, health, stops, UTF-8, seeds) with --device cuda
         echo "== test-worker on cuda"
         set +e
-        ORCD_TEST_DEVICE=cuda ORCD_WORKER="$pack/bin/worker-orcd" timeout 300 "$pack/bin/test-worker" \
+        ORCD_TEST_DEVICE=cuda ORCD_WORKER="/tmp/orcd-bin/worker-orcd" timeout 300 "/tmp/orcd-bin/test-worker" \
             > "$out/test-worker.log" 2>&1
         wrc=$?
         set -e
@@ -130,10 +136,10 @@ device)
         # layers x 14 KV heads x 64 x f16 K+V = 86 KiB a token: 1M tokens ~ 90 GB.
         echo "== VRAM refusal"
         big=/tmp/orcd-oom.gguf
-        "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type q8_0 --layers 24 \
+        "/tmp/orcd-bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type q8_0 --layers 24 \
             --embd 896 --ff 4864 --heads 14 --kv-heads 14 --vocab-size 4096 -o "$big" > /dev/null 2>&1
         set +e
-        "$pack/bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 < /dev/null > /dev/null \
+        "/tmp/orcd-bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 < /dev/null > /dev/null \
             2> "$out/oom.log"
         orc=$?
         set -e
@@ -151,7 +157,7 @@ device)
         : > "$out/repro.log"
         for m in tiny-qwen2-q4_k_m stories260K; do
             for i in 1 2 3 4 5 6 7 8 9 10; do
-                timeout 30 "$pack/bin/orcd" --worker "$pack/bin/worker-orcd" --model "$ORCD_SHARED/models/$m.gguf" \
+                timeout 30 "/tmp/orcd-bin/orcd" --worker "/tmp/orcd-bin/worker-orcd" --model "$ORCD_SHARED/models/$m.gguf" \
                     --device cuda --prompt "Once upon a time" --max-tokens 64 --temperature 0.9 --top-p 0.95 \
                     --seed 1234 2>> "$out/repro.log" | md5sum | sed "s/-\$/$m run $i/" >> "$out/repro.md5"
             done
@@ -163,18 +169,18 @@ device)
         : > "$out/bench.jsonl"
         for t in ${GPU_RUN_TYPES:-f16 q8_0 q4_k_m}; do
             f=/tmp/qwen2.5-0.5b-synth-$t.gguf
-            "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
+            "/tmp/orcd-bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
                 >> "$out/bench.log" 2>&1
-            timeout 180 "$pack/bin/test-cuda" --bench "$f" 2>> "$out/bench.log" | tee -a "$out/bench-batch.jsonl" \
+            timeout 180 "/tmp/orcd-bin/test-cuda" --bench "$f" 2>> "$out/bench.log" | tee -a "$out/bench-batch.jsonl" \
                 || echo "test-cuda --bench $t failed" >&2
             [ "${GPU_RUN_ORCD_BENCH:-1}" = 1 ] || { rm -f "$f"; continue; }
-            timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+            timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                 > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
             tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
             for v in ${GPU_RUN_VARIANTS:-}; do
                 [ "$t" = "${GPU_RUN_VARIANT_TYPES:-$t}" ] || case " ${GPU_RUN_VARIANT_TYPES} " in *" $t "*) ;; *) continue ;; esac
                 # the same with one switch of the backend off (WK_CUDA_NOGRAPH=1, WK_CUDA_NOPDL=1)
-                env "$v" timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+                env "$v" timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                     2>> "$out/bench.log" | tr -d '\n' | sed "s/^{/{\"variant\": \"$v\", /" >> "$out/bench.jsonl"
                 echo >> "$out/bench.jsonl"
             done
@@ -183,14 +189,14 @@ device)
                 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none \
                     --metrics gpu__time_duration.sum --csv --page raw \
-                    "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
+                    "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
                     > "$out/ncu-$t.csv" 2>> "$out/bench.log" || echo "ncu failed" >&2
                 # stall reasons of five consecutive decode matrix-vector kernels
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none --cache-control none \
                     -k regex:mv_kernel --launch-skip 150 --launch-count 5 \
                     --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
                     --section MemoryWorkloadAnalysis --section SchedulerStats \
-                    "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
+                    "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
                     > "$out/ncu-detail-$t.txt" 2>> "$out/bench.log" || echo "ncu detail failed" >&2
             fi
             rm -f "$f" "$out/bench-$t.json"
