@@ -96,9 +96,17 @@ static size_t meta_count(const cu_impl *c) { return (size_t)3 * c->R + c->LR + c
 
 // --- weights ------------------------------------------------------------------------
 
+/* F16/BF16 rows that are not whole 8-element chunks go up as F32 (the
+ * tensor-core GEMM reads 16-byte chunks; see gemm.cu). */
+static bool widen_to_f32(const wk_tensor *t) {
+    return (t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) && t->ne[0] % 8 != 0;
+}
+
 static size_t tensor_dev_bytes(const wk_tensor *t, bool vec) {
     if (!t->data) return 0;
-    return vec ? wk_al256((size_t)t->ne[0] * sizeof(float)) : wk_al256(t->nbytes);
+    if (vec) return wk_al256((size_t)t->ne[0] * sizeof(float));
+    if (widen_to_f32(t)) return wk_al256((size_t)t->ne[0] * t->ne[1] * sizeof(float));
+    return wk_al256(t->nbytes);
 }
 
 struct uploader {
@@ -134,6 +142,24 @@ static wk_status upload_mat(uploader *u, const wk_tensor *t, wk_cu_mat *m, char 
     m->row_bytes = wk_row_bytes(t->type, t->ne[0]);
     m->n_rows = (int)t->ne[1];
     m->n_in = (int)t->ne[0];
+    if (widen_to_f32(t)) {
+        const size_t n = (size_t)t->ne[0];
+        float *row = (float *)malloc(n * sizeof(float));
+        if (!row) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
+        for (int64_t r = 0; r < t->ne[1]; r++) {
+            wk_dequantize_row(t->type, (const uint8_t *)t->data + r * m->row_bytes, row, (int64_t)n);
+            wk_status s = stage_copy(u, u->cursor + r * n * sizeof(float), row, n * sizeof(float), err, err_len);
+            if (s != WK_STATUS_OK) {
+                free(row);
+                return s;
+            }
+        }
+        free(row);
+        m->type = GGML_TYPE_F32;
+        m->row_bytes = n * sizeof(float);
+        u->cursor += wk_al256(n * t->ne[1] * sizeof(float));
+        return WK_STATUS_OK;
+    }
     TRY(stage_copy(u, u->cursor, t->data, t->nbytes, err, err_len));
     u->cursor += wk_al256(t->nbytes);
     return WK_STATUS_OK;

@@ -17,8 +17,9 @@
  * NT*8 weight rows (wk_deq8, 8 lanes per row reading consecutive chunks) into
  * f16 in shared memory, and its MT*16 activation rows (already f16) beside it.
  *
- * F32 weights (the small test models) take a plain fp32 path instead, so
- * they keep full precision: one warp per output column, lane l summing
+ * Rows are 16-byte aligned whole chunks (n_in % 8 == 0); the backend uploads
+ * an F16/BF16 matrix whose rows are not as F32. F32 weights (the small test
+ * models) take a plain fp32 path instead, so they keep full precision: one warp per output column, lane l summing
  * k = l, l+32, ... in order, then a fixed xor tree. The choice depends on the
  * matrix's type only, never on the rows.
  */
@@ -42,16 +43,14 @@ struct gemm_params {
     int lda, n_in, n_rows, add;
 };
 
-/* Elements 8c..8c+7 of a weight row as f16 (zeros past n_in). */
+/* Elements 8c..8c+7 of a weight row as f16. No branch around the loads, so
+ * the loads of all of a warp's tiles are in flight together (the launcher
+ * guarantees 16-byte aligned rows: see upload in backend-cuda.cu). */
 template <int T>
-__device__ __forceinline__ uint4 load_w8(const uint8_t *row, int c, int n_in, bool vec_ok) {
+__device__ __forceinline__ uint4 load_w8(const uint8_t *row, int c) {
+    if (T == GGML_TYPE_F16) return __ldg(reinterpret_cast<const uint4 *>(row) + c);
     float v[8];
-    if (vec_ok && 8 * c + 8 <= n_in) {
-        wk_deq8<T>(row, c, v);
-    } else {
-#pragma unroll
-        for (int e = 0; e < 8; e++) v[e] = 8 * c + e < n_in ? wk_deq1(T, row, 8 * c + e) : 0.0f;
-    }
+    wk_deq8<T>(row, c, v);
     uint4 u;
     __half2 *h = reinterpret_cast<__half2 *>(&u);
 #pragma unroll
@@ -69,8 +68,6 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
     const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * NT * 8;
     const int m0 = blockIdx.y * MT * 16;
     const int N = S.W.n_rows, K = p.n_in;
-    /* quantized rows are whole blocks; float rows take 16-byte loads when aligned */
-    const bool vec_ok = (T != GGML_TYPE_F16 && T != GGML_TYPE_BF16 && T != GGML_TYPE_F32) || (S.W.row_bytes % 16 == 0);
     constexpr int TILE = (MT * 16 + NT * 8) * LDS; /* halves per k-tile buffer */
     __half *buf = reinterpret_cast<__half *>(smem) + warp * U * TILE;
     float acc[MT][NT][4];
@@ -88,17 +85,20 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
             const int kt = kt0 + u * GEMM_WARPS;
             if (kt >= n_kt) break;
             const int k0 = kt * WK_GEMM_BK;
+            /* rows past n_rows and weights past N or K read a clamped address and are zeroed */
 #pragma unroll
             for (int i = 0; i < MT * 4; i++) {
                 const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-                ra[u][i] = *reinterpret_cast<const uint4 *>(p.x16 + (size_t)(m0 + r) * p.lda + k0 + 8 * c);
+                const int m = min(m0 + r, p.n_rows - 1);
+                ra[u][i] = *reinterpret_cast<const uint4 *>(p.x16 + (size_t)m * p.lda + k0 + 8 * c);
+                if (m0 + r >= p.n_rows) ra[u][i] = make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
             for (int i = 0; i < NT * 2; i++) {
                 const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-                const int n = n0 + r, kc = k0 / 8 + c;
-                rb[u][i] = make_uint4(0, 0, 0, 0);
-                if (n < N && 8 * kc < K) rb[u][i] = load_w8<T>(S.W.w + (size_t)n * S.W.row_bytes, kc, K, vec_ok);
+                const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
+                rb[u][i] = load_w8<T>(S.W.w + (size_t)n * S.W.row_bytes, kc);
+                if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
             }
         }
 #pragma unroll
@@ -237,8 +237,8 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
     if (p.n_rows <= 16) {
-        if (wide) return launch_mma<T, 1, 4, 1>(p, segs, n_segs, st);
         if (long_k) return launch_mma<T, 1, 1, 4>(p, segs, n_segs, st);
+        if (wide) return launch_mma<T, 1, 2, 2>(p, segs, n_segs, st);
         return launch_mma<T, 1, 1, 2>(p, segs, n_segs, st);
     }
     if (p.n_rows <= 64) {

@@ -87,7 +87,7 @@ cudaError_t wk_cu_gather_rows(const __half *src16, const float *src32, int ld, c
 
 // --- attention.cu --------------------------------------------------------------
 
-#define WK_ATT_CHUNK 256 /* keys per split: split s of a row covers keys [256 s, 256 s + 256) */
+#define WK_ATT_CHUNK 1024 /* keys per split: split s of a row covers keys [1024 s, 1024 s + 1024) */
 
 /* Attention of every row: query q[r] (n_head heads) over keys
  * [p0, pos] of its sequence, p0 = max(0, pos - window + 1) when window > 0,

@@ -569,7 +569,7 @@ static int bench(const char *path) {
     struct wk_sampling gp = {.temperature = 0, .top_p = 1, .repetition_penalty = 1};
     for (int si = 0; si < 4; si++) {
         const int S = streams[si];
-        if (quick && S != 1 && S != 64) continue;
+        if ((quick && S != 1 && S != 64) || getenv("BENCH_PREFILL")) continue;
         for (int rep = 0; rep < 2; rep++) {
             for (int i = 0; i < S; i++) {
                 for (int t = 0; t < 16; t++) prompt[i][t] = hist[i][t] = (i * 131 + t * 17 + 1) % 1000;
