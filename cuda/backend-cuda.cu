@@ -61,7 +61,7 @@ struct cu_impl {
     wk_cu_mat embd, out;
     const float *out_norm;
     float2 *rope_cs[MAX_ROPES];
-    int n_ropes;
+    int n_ropes, n_rope_tabs;      /* filled / carved tables */
 
     __half *kc, *vc;                 /* (n_layer, n_pages, PAGE, kvd) */
     int32_t *d_meta;                 /* row_tok (R) | row_pos (R) | row_pt (R) | logit_rows (LR) | pt (pt_cap) */
@@ -219,6 +219,23 @@ static wk_status upload_weights(cu_impl *c, const wk_model *m, char *err, size_t
     return WK_STATUS_OK;
 }
 
+static bool same_rope(const wk_rope &a, const wk_rope &b) {
+    return a.dim == b.dim && a.theta == b.theta && a.freq_factors == b.freq_factors && a.attn_factor == b.attn_factor;
+}
+
+/* Distinct layer ropes (each gets a table), at most MAX_ROPES + 1. */
+static int count_ropes(const wk_model *m, int n_ctx) {
+    wk_rope seen[MAX_ROPES + 1];
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layer && n <= MAX_ROPES; l++) {
+        const wk_rope r = wk_model_rope(m, l, n_ctx);
+        int k = 0;
+        while (k < n && !same_rope(seen[k], r)) k++;
+        if (k == n) seen[n++] = r;
+    }
+    return n;
+}
+
 /* One (n_ctx, rd/2) {cos, sin} table per distinct layer rope, filled with
  * core/rope.h's formula (the CPU computes the same floats per row). */
 static wk_status upload_ropes(cu_impl *c, const wk_model *m, int n_ctx, char *err, size_t err_len) {
@@ -231,9 +248,7 @@ static wk_status upload_ropes(cu_impl *c, const wk_model *m, int n_ctx, char *er
     for (int l = 0; l < c->n_layer && s == WK_STATUS_OK; l++) {
         const wk_rope r = wk_model_rope(m, l, n_ctx);
         int k = 0;
-        while (k < c->n_ropes && !(seen[k].dim == r.dim && seen[k].theta == r.theta &&
-                                   seen[k].freq_factors == r.freq_factors && seen[k].attn_factor == r.attn_factor))
-            k++;
+        while (k < c->n_ropes && !same_rope(seen[k], r)) k++;
         if (k == c->n_ropes) {
             if (k == MAX_ROPES) {
                 s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: more than %d distinct rope settings", __func__,
@@ -530,6 +545,8 @@ static wk_status cu_sample(struct wk_backend *b, const struct wk_sample_req *req
     cu_impl *c = (cu_impl *)b->impl;
     CUDA_TRY(cudaSetDevice(c->dev));
     bool need_greedy = false;
+    if (n < 0 || n > b->max_seqs)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%d sampling requests (at most %d)", n, b->max_seqs);
     for (int i = 0; i < n; i++) {
         const struct wk_sample_req *q = &reqs[i];
         if (q->seq < 0 || q->seq >= c->n_seqs_last || !c->has_logits[q->seq])
@@ -637,7 +654,7 @@ static size_t carve_state(cu_impl *c, int n_ctx, int max_seqs, uint8_t *base) {
     } while (0)
     const size_t R = (size_t)c->R;
     const int half = c->rd / 2 > 0 ? c->rd / 2 : 1;
-    for (int i = 0; i < MAX_ROPES; i++) CARVE(c->rope_cs[i], float2, (size_t)n_ctx * half);
+    for (int i = 0; i < c->n_rope_tabs; i++) CARVE(c->rope_cs[i], float2, (size_t)n_ctx * half);
     CARVE(c->d_meta, int32_t, meta_count(c));
     CARVE(c->x, float, R * c->E);
     CARVE(c->tmp, float, R * c->E);
@@ -672,21 +689,132 @@ static wk_status check_model(const wk_model *m, char *err, size_t err_len) {
     return WK_STATUS_OK;
 }
 
-#define CU_FAIL(x)                                                                                   \
-    do {                                                                                             \
-        cudaError_t e_ = (x);                                                                        \
-        if (e_ != cudaSuccess) {                                                                     \
-            (void)cudaGetLastError();                                                                \
-            s = wk_errf(err, err_len, WK_STATUS_CUDA, "%s: %s failed: %s", __func__, #x,             \
-                        cudaGetErrorString(e_));                                                     \
-            goto fail;                                                                               \
-        }                                                                                            \
-    } while (0)
-#define ST_FAIL(x)                        \
-    do {                                  \
-        s = (x);                          \
-        if (s != WK_STATUS_OK) goto fail; \
-    } while (0)
+/* The shapes the kernels and buffers are sized by (no allocation). */
+static void set_shapes(struct wk_backend *b, cu_impl *c, const wk_model *m, int n_ctx, int max_seqs, int max_rows) {
+    const wk_hparams *hp = &m->hp;
+    b->n_ctx = n_ctx;
+    b->n_vocab = hp->n_vocab;
+    b->max_seqs = max_seqs;
+    b->max_step_tokens = max_rows;
+    c->E = hp->n_embd, c->n_head = hp->n_head, c->n_kv = hp->n_head_kv, c->hd = hp->head_dim;
+    c->rd = hp->rope_dim, c->neox = hp->rope_type == WK_ROPE_NEOX, c->gelu = hp->act == WK_ACT_GELU_TANH;
+    c->qd = hp->n_head * hp->head_dim, c->kvd = hp->n_head_kv * hp->head_dim;
+    c->n_ff = hp->n_ff, c->V = hp->n_vocab, c->n_layer = hp->n_layer;
+    c->eps = hp->rms_eps, c->embd_scale = hp->embd_scale, c->attn_scale = hp->attn_scale;
+    int w = c->E > c->qd ? c->E : c->qd;
+    if (c->n_ff > w) w = c->n_ff;
+    c->ld = roundup(w, WK_GEMM_BK);
+    c->LR = max_seqs > 64 ? max_seqs : 64;
+    const int bucket_rows = 1 << bucket_of(max_seqs); /* the largest decode graph */
+    c->R = roundup(max_rows > bucket_rows ? max_rows : bucket_rows, WK_GEMM_MROWS);
+    c->max_split = wk_cdiv(n_ctx, WK_ATT_CHUNK);
+    c->pt_cap = max_seqs * wk_cdiv(n_ctx, WK_KV_PAGE_TOKENS) + max_rows + 1;
+    c->n_rope_tabs = count_ropes(m, n_ctx);
+}
+
+static wk_status open_device(struct wk_backend *b, cu_impl *c, int device, char *err, size_t err_len) {
+    cudaDeviceProp prop;
+    c->dev = device;
+    CUDA_TRY(cudaSetDevice(device));
+    CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    c->n_sm = prop.multiProcessorCount;
+    snprintf(b->info.device, sizeof b->info.device, "%.127s", prop.name);
+    b->info.mem_total = prop.totalGlobalMem;
+    CUDA_TRY(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
+    CUDA_TRY(cudaEventCreateWithFlags(&c->ev_stage[0], cudaEventDisableTiming));
+    CUDA_TRY(cudaEventCreateWithFlags(&c->ev_stage[1], cudaEventDisableTiming));
+    CUDA_TRY(cudaEventCreateWithFlags(&c->ev_meta, cudaEventDisableTiming));
+    return WK_STATUS_OK;
+}
+
+/* The KV pool: kv_tokens when configured, else as many pages as fit in 90%
+ * of the free VRAM after weights, state and a reserve, at most n_ctx per
+ * sequence. OOM_DEV with the numbers when that is not even one sequence. */
+static wk_status size_kv_pool(struct wk_backend *b, cu_impl *c, int kv_tokens, char *err, size_t err_len) {
+    size_t free_b = 0, total_b = 0;
+    c->wbytes = weights_bytes(b->model);
+    c->sbytes = carve_state(c, b->n_ctx, b->max_seqs, NULL);
+    CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
+    const size_t page_bytes = (size_t)2 * c->n_layer * WK_KV_PAGE_TOKENS * c->kvd * sizeof(__half);
+    const size_t reserve = (size_t)256 << 20; /* context, graphs, hidden states of tests */
+    const size_t fixed = c->wbytes + c->sbytes + reserve;
+    const int64_t seq_pages = wk_cdiv(b->n_ctx, WK_KV_PAGE_TOKENS);
+    int64_t n_pages;
+    if (kv_tokens > 0) {
+        n_pages = ((int64_t)kv_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
+    } else {
+        const int64_t fit = free_b > fixed ? (int64_t)((double)(free_b - fixed) * 0.9 / (double)page_bytes) - 1 : 0;
+        n_pages = seq_pages * b->max_seqs;
+        if (fit < n_pages) n_pages = fit > 0 ? fit : 0;
+    }
+    if (n_pages > (1 << 24)) n_pages = 1 << 24;
+    const size_t kv_need = (size_t)(n_pages + 1) * page_bytes;
+    if (n_pages < 1 || fixed + kv_need > free_b || (kv_tokens <= 0 && n_pages < seq_pages))
+        return wk_errf(err, err_len, WK_STATUS_OOM_DEV,
+                       "%s: %s has %zu MiB free; the model needs %zu MiB of weights + %zu MiB of activations "
+                       "(%d-token steps) + %zu MiB reserve, and a KV pool of %lld tokens (%zu MiB at %zu KiB a "
+                       "page of %d tokens; one %d-token sequence needs %lld pages)",
+                       __func__, b->info.device, free_b >> 20, c->wbytes >> 20, c->sbytes >> 20,
+                       b->max_step_tokens, reserve >> 20, (long long)n_pages * WK_KV_PAGE_TOKENS, kv_need >> 20,
+                       page_bytes >> 10, WK_KV_PAGE_TOKENS, b->n_ctx, (long long)seq_pages);
+    b->n_kv_pages = (int)n_pages;
+    c->n_pages = (int)n_pages + 1; /* + the spare page of graph padding rows */
+    c->kvbytes = (size_t)c->n_pages * page_bytes;
+    return WK_STATUS_OK;
+}
+
+/* The three device arenas, the state carved out of one, pinned host buffers. */
+static wk_status alloc_arenas(struct wk_backend *b, cu_impl *c, char *err, size_t err_len) {
+    cudaError_t e = cudaMalloc(&c->warena, c->wbytes);
+    if (e == cudaSuccess) e = cudaMalloc(&c->sarena, c->sbytes);
+    if (e == cudaSuccess) e = cudaMalloc(&c->karena, c->kvbytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return wk_errf(err, err_len, WK_STATUS_OOM_DEV, "%s: cudaMalloc of %zu + %zu + %zu MiB failed: %s", __func__,
+                       c->wbytes >> 20, c->sbytes >> 20, c->kvbytes >> 20, cudaGetErrorString(e));
+    }
+    carve_state(c, b->n_ctx, b->max_seqs, c->sarena);
+    c->kc = (__half *)c->karena;
+    c->vc = c->kc + (size_t)c->n_layer * c->n_pages * WK_KV_PAGE_TOKENS * c->kvd;
+    CUDA_TRY(cudaMallocHost(&c->h_stage[0], STAGE_BYTES));
+    CUDA_TRY(cudaMallocHost(&c->h_stage[1], STAGE_BYTES));
+    CUDA_TRY(cudaMallocHost(&c->h_meta, meta_count(c) * sizeof(int32_t)));
+    CUDA_TRY(cudaMallocHost(&c->h_gres, (size_t)c->LR * sizeof(wk_cu_sample_res)));
+    CUDA_TRY(cudaMallocHost(&c->h_res, (size_t)b->max_seqs * sizeof(wk_cu_sample_res)));
+    CUDA_TRY(cudaMallocHost(&c->h_hist, (size_t)b->max_seqs * c->smp.hist_cap * sizeof(int32_t)));
+    b->info.mem_weights = c->wbytes;
+    b->info.mem_kv = c->kvbytes;
+    b->info.mem_scratch = c->sbytes;
+    return WK_STATUS_OK;
+}
+
+/* KV pool and state to zero: the padding columns and rows of the GEMM inputs
+ * stay zero from here on. */
+static wk_status zero_state(cu_impl *c, char *err, size_t err_len) {
+    CUDA_TRY(cudaMemsetAsync(c->karena, 0, c->kvbytes, c->st));
+    CUDA_TRY(cudaMemsetAsync(c->d_meta, 0, c->sbytes - (size_t)((uint8_t *)c->d_meta - c->sarena), c->st));
+    CUDA_TRY(cudaMemsetAsync(c->smp.counter, 0, sizeof(unsigned), c->st));
+    CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
+    CUDA_TRY(cudaStreamSynchronize(c->st));
+    return WK_STATUS_OK;
+}
+
+/* Before Ready: one eager step (the kernels load outside any capture) and
+ * one decode step (the 1-row graph is captured). They write position 0 of
+ * the pool's last page, which its next owner overwrites before reading. */
+static wk_status warm_up(struct wk_backend *b, char *err, size_t err_len) {
+    cu_impl *c = (cu_impl *)b->impl;
+    const int32_t tok0 = 0, page = b->n_kv_pages - 1;
+    struct wk_batch_seq q = {&tok0, 1, 0, &page, 1, 0, false, NULL};
+    struct wk_batch batch = {1, &q};
+    c->force_eager = true;
+    wk_status s = cu_forward(b, &batch, err, err_len);
+    c->force_eager = false;
+    TRY(s);
+    TRY(cu_forward(b, &batch, err, err_len));
+    CUDA_TRY(cudaStreamSynchronize(c->st));
+    return WK_STATUS_OK;
+}
 
 extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const struct wk_backend_config *cfg,
                                             struct wk_backend **out, char *err, size_t err_len) {
@@ -696,7 +824,6 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const stru
     const int n_ctx = c0.n_ctx > 0 ? c0.n_ctx : wk_backend_default_ctx(hp->n_ctx_train);
     const int max_seqs = c0.max_seqs > 0 ? c0.max_seqs : 64;
     const int max_rows = c0.max_step_tokens > 0 ? c0.max_step_tokens : 512;
-    const int device = c0.device;
     if (n_ctx > (1 << 20))
         return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: context %d is outside [1, 1048576]", __func__,
                        n_ctx);
@@ -708,9 +835,9 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const stru
         return wk_errf(err, err_len, WK_STATUS_UNAVAILABLE, "%s: no CUDA device (%s)", __func__,
                        e0 != cudaSuccess ? cudaGetErrorString(e0) : "none found");
     }
-    if (device < 0 || device >= n_dev)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: device %d is outside [0, %d)", __func__, device,
-                       n_dev);
+    if (c0.device < 0 || c0.device >= n_dev)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: device %d is outside [0, %d)", __func__,
+                       c0.device, n_dev);
 
     struct wk_backend *b = (struct wk_backend *)calloc(1, sizeof *b);
     cu_impl *c = (cu_impl *)calloc(1, sizeof *c);
@@ -720,131 +847,26 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const stru
     }
     b->ops = &cu_ops;
     b->model = m;
-    b->n_ctx = n_ctx;
-    b->n_vocab = hp->n_vocab;
-    b->max_seqs = max_seqs;
-    b->max_step_tokens = max_rows;
     b->impl = c;
+    set_shapes(b, c, m, n_ctx, max_seqs, max_rows);
     wk_status s = WK_STATUS_OK;
-    cudaDeviceProp prop;
-    size_t free_b = 0, total_b = 0, page_bytes = 0;
-    int64_t n_pages = 0;
-
-    c->dev = device;
-    c->E = hp->n_embd, c->n_head = hp->n_head, c->n_kv = hp->n_head_kv, c->hd = hp->head_dim;
-    c->rd = hp->rope_dim, c->neox = hp->rope_type == WK_ROPE_NEOX, c->gelu = hp->act == WK_ACT_GELU_TANH;
-    c->qd = hp->n_head * hp->head_dim, c->kvd = hp->n_head_kv * hp->head_dim;
-    c->n_ff = hp->n_ff, c->V = hp->n_vocab, c->n_layer = hp->n_layer;
-    c->eps = hp->rms_eps, c->embd_scale = hp->embd_scale, c->attn_scale = hp->attn_scale;
-    {
-        int w = c->E > c->qd ? c->E : c->qd;
-        if (c->n_ff > w) w = c->n_ff;
-        c->ld = roundup(w, WK_GEMM_BK);
-    }
-    c->LR = roundup(max_seqs > 64 ? max_seqs : 64, 1);
-    c->R = roundup(max_rows > (1 << bucket_of(max_seqs)) ? max_rows : (1 << bucket_of(max_seqs)), WK_GEMM_MROWS);
-    c->max_split = wk_cdiv(n_ctx, WK_ATT_CHUNK);
-    c->pt_cap = max_seqs * wk_cdiv(n_ctx, WK_KV_PAGE_TOKENS) + max_rows + 1;
     c->has_logits = (bool *)calloc((size_t)max_seqs, sizeof(bool));
-    c->L = (cu_layer *)calloc((size_t)c->n_layer, sizeof(cu_layer));
-    if (!c->has_logits || !c->L) {
+    c->L = (cu_layer *)calloc(c->n_layer > 0 ? (size_t)c->n_layer : 1, sizeof(cu_layer));
+    if (!c->has_logits || !c->L)
         s = wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
-        goto fail;
-    }
-
-    CU_FAIL(cudaSetDevice(device));
-    CU_FAIL(cudaGetDeviceProperties(&prop, device));
-    c->n_sm = prop.multiProcessorCount;
-    snprintf(b->info.device, sizeof b->info.device, "%.127s", prop.name);
-    b->info.mem_total = prop.totalGlobalMem;
-    CU_FAIL(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
-    CU_FAIL(cudaEventCreateWithFlags(&c->ev_stage[0], cudaEventDisableTiming));
-    CU_FAIL(cudaEventCreateWithFlags(&c->ev_stage[1], cudaEventDisableTiming));
-    CU_FAIL(cudaEventCreateWithFlags(&c->ev_meta, cudaEventDisableTiming));
-
-    /* sizes: weights, state, then the KV pool from what is left */
-    c->wbytes = weights_bytes(m);
-    c->sbytes = carve_state(c, n_ctx, max_seqs, NULL);
-    CU_FAIL(cudaMemGetInfo(&free_b, &total_b));
-    page_bytes = (size_t)2 * c->n_layer * WK_KV_PAGE_TOKENS * c->kvd * sizeof(__half);
-    {
-        const size_t reserve = (size_t)256 << 20; /* context, graphs, hidden states of tests */
-        const size_t fixed = c->wbytes + c->sbytes + reserve;
-        const int64_t seq_pages = wk_cdiv(n_ctx, WK_KV_PAGE_TOKENS);
-        if (c0.kv_tokens > 0) {
-            n_pages = ((int64_t)c0.kv_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
-        } else {
-            const int64_t fit = free_b > fixed ? (int64_t)((double)(free_b - fixed) * 0.9 / (double)page_bytes) - 1 : 0;
-            n_pages = seq_pages * max_seqs;
-            if (fit < n_pages) n_pages = fit;
-            if (n_pages < seq_pages) n_pages = fit > 0 ? fit : 0; /* reported below */
-        }
-        if (n_pages > (1 << 24)) n_pages = 1 << 24;
-        const size_t kv_need = (size_t)(n_pages + 1) * page_bytes;
-        if (n_pages < 1 || fixed + kv_need > free_b || (c0.kv_tokens <= 0 && n_pages < seq_pages)) {
-            s = wk_errf(err, err_len, WK_STATUS_OOM_DEV,
-                        "%s: %s has %zu MiB free; the model needs %zu MiB of weights + %zu MiB of activations "
-                        "(%d-token steps) + %zu MiB reserve, and a KV pool of %lld tokens (%zu MiB at %zu KiB a "
-                        "page of %d tokens; one %d-token sequence needs %lld pages)",
-                        __func__, prop.name, free_b >> 20, c->wbytes >> 20, c->sbytes >> 20, max_rows, reserve >> 20,
-                        (long long)n_pages * WK_KV_PAGE_TOKENS, kv_need >> 20, page_bytes >> 10, WK_KV_PAGE_TOKENS,
-                        n_ctx, (long long)seq_pages);
-            goto fail;
-        }
-    }
-    b->n_kv_pages = (int)n_pages;
-    c->n_pages = (int)n_pages + 1; /* + the spare page of padding rows */
-    c->kvbytes = (size_t)c->n_pages * page_bytes;
-    {
-        cudaError_t e = cudaMalloc(&c->warena, c->wbytes);
-        if (e == cudaSuccess) e = cudaMalloc(&c->sarena, c->sbytes);
-        if (e == cudaSuccess) e = cudaMalloc(&c->karena, c->kvbytes);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            s = wk_errf(err, err_len, WK_STATUS_OOM_DEV, "%s: cudaMalloc of %zu + %zu + %zu MiB failed: %s", __func__,
-                        c->wbytes >> 20, c->sbytes >> 20, c->kvbytes >> 20, cudaGetErrorString(e));
-            goto fail;
-        }
-    }
-    carve_state(c, n_ctx, max_seqs, c->sarena);
-    c->kc = (__half *)c->karena;
-    c->vc = c->kc + (size_t)c->n_layer * c->n_pages * WK_KV_PAGE_TOKENS * c->kvd;
-    CU_FAIL(cudaMallocHost(&c->h_stage[0], STAGE_BYTES));
-    CU_FAIL(cudaMallocHost(&c->h_stage[1], STAGE_BYTES));
-    CU_FAIL(cudaMallocHost(&c->h_meta, meta_count(c) * sizeof(int32_t)));
-    CU_FAIL(cudaMallocHost(&c->h_gres, (size_t)c->LR * sizeof(wk_cu_sample_res)));
-    CU_FAIL(cudaMallocHost(&c->h_res, (size_t)max_seqs * sizeof(wk_cu_sample_res)));
-    CU_FAIL(cudaMallocHost(&c->h_hist, (size_t)max_seqs * c->smp.hist_cap * sizeof(int32_t)));
-
-    ST_FAIL(upload_weights(c, m, err, err_len));
-    ST_FAIL(upload_ropes(c, m, n_ctx, err, err_len));
-    CU_FAIL(cudaMemsetAsync(c->karena, 0, c->kvbytes, c->st));
-    /* zero activations: the padding columns and rows of the GEMM inputs stay zero */
-    CU_FAIL(cudaMemsetAsync(c->d_meta, 0, c->sbytes - (size_t)((uint8_t *)c->d_meta - c->sarena), c->st));
-    CU_FAIL(cudaMemsetAsync(c->smp.counter, 0, sizeof(unsigned), c->st));
-    CU_FAIL(cudaEventRecord(c->ev_meta, c->st));
-    CU_FAIL(cudaStreamSynchronize(c->st));
-    b->info.mem_weights = c->wbytes;
-    b->info.mem_kv = c->kvbytes;
-    b->info.mem_scratch = c->sbytes;
-    {
-        /* warm-up before Ready: one eager step (loads the kernels outside any
-         * capture) and one decode step (captures the 1-row graph). They write
-         * position 0 of the pool's last page, which its next owner overwrites
-         * before reading. */
-        const int32_t tok0 = 0, page = b->n_kv_pages - 1;
-        struct wk_batch_seq q = {&tok0, 1, 0, &page, 1, 0, false, NULL};
-        struct wk_batch batch = {1, &q};
-        c->force_eager = true;
-        s = cu_forward(b, &batch, err, err_len);
-        c->force_eager = false;
-        if (s != WK_STATUS_OK) goto fail;
-        ST_FAIL(cu_forward(b, &batch, err, err_len));
-        CU_FAIL(cudaStreamSynchronize(c->st));
+    else if (c->n_rope_tabs > MAX_ROPES)
+        s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: more than %d distinct rope settings", __func__, MAX_ROPES);
+    if (s == WK_STATUS_OK) s = open_device(b, c, c0.device, err, err_len);
+    if (s == WK_STATUS_OK) s = size_kv_pool(b, c, c0.kv_tokens, err, err_len);
+    if (s == WK_STATUS_OK) s = alloc_arenas(b, c, err, err_len);
+    if (s == WK_STATUS_OK) s = upload_weights(c, m, err, err_len);
+    if (s == WK_STATUS_OK) s = upload_ropes(c, m, n_ctx, err, err_len);
+    if (s == WK_STATUS_OK) s = zero_state(c, err, err_len);
+    if (s == WK_STATUS_OK) s = warm_up(b, err, err_len);
+    if (s != WK_STATUS_OK) {
+        cu_destroy(b);
+        return s;
     }
     *out = b;
     return WK_STATUS_OK;
-fail:
-    cu_destroy(b);
-    return s;
 }

@@ -75,18 +75,6 @@ cudaError_t wk_cu_rmsnorm_add(const float *in, int ldin, const float *w, int n_r
     return cudaGetLastError();
 }
 
-__global__ void add_kernel(float *x, const float *y, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        x[i] += y[i];
-}
-
-cudaError_t wk_cu_add(float *x, const float *y, int n_rows, int n, cudaStream_t st) {
-    const size_t tot = (size_t)n_rows * n;
-    if (tot == 0) return cudaSuccess;
-    add_kernel<<<(int)((tot + 255) / 256 < 4096 ? (tot + 255) / 256 : 4096), 256, 0, st>>>(x, y, tot);
-    return cudaGetLastError();
-}
-
 /* One warp per (row, head) (q heads, then k heads, then v heads): the head is
  * staged in shared memory, normed (warp xor tree over lane-strided squares),
  * rotated, then stored (q f32, k/v f16 into the row's page). */

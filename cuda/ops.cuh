@@ -53,9 +53,6 @@ cudaError_t wk_cu_rmsnorm(const float *x, int ldx, const float *w, int n_rows, i
 cudaError_t wk_cu_rmsnorm_add(const float *in, int ldin, const float *w, int n_rows, int n, float eps, float *x,
                               cudaStream_t st);
 
-/* x += y: (n_rows, n) each, ld n. */
-cudaError_t wk_cu_add(float *x, const float *y, int n_rows, int n, cudaStream_t st);
-
 /* The rows' q/k/v (qkv: (n_rows, qd + 2 kvd) f32) -> bias, per-head rmsnorm
  * (q_norm/k_norm may be NULL), rope at each row's position (table
  * cs: (n_ctx, rd/2) float2), q into q (n_rows, qd) f32, k/v (f16) into the

@@ -38,7 +38,7 @@
 #   GPU_RUN_WORKER_TESTS=0 skip test-worker on cuda   GPU_RUN_OOM=0 skip the VRAM refusal check
 #   GPU_RUN_REPRO=0        skip the 10 runs through the worker
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
-#   GPU_RUN_VARIANTS="WK_CUDA_NOGRAPH=1 WK_CUDA_NOPDL=1"   also bench with a feature off
+#   GPU_RUN_VARIANTS="VAR=1 ..."  also run orcd-bench with each environment setting (the backend reads none today)
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
 #   GPU_RUN_SANITIZER=1    compute-sanitizer memcheck over test-cuda's greedy and sampler cases
 set -eu
@@ -49,6 +49,19 @@ here=$(cd "$self/.." && pwd)
 if [ -e "$self/bin/test-cuda" ] || [ -e "$self/bin/test-cuda.gz" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
 
+# On the device: the pack's shared/ (vocabulary unzipped) in /tmp/orcd-shared,
+# its binaries (gzipped to fit the transfer) in /tmp/orcd-bin.
+unpack() {
+    rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
+    [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz ] && gunzip /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz
+    export ORCD_SHARED=/tmp/orcd-shared
+    rm -rf /tmp/orcd-bin && mkdir -p /tmp/orcd-bin
+    for f in "$pack"/bin/*; do
+        case "$f" in *.gz) gunzip -c "$f" > "/tmp/orcd-bin/$(basename "$f" .gz)" ;; *) cp "$f" /tmp/orcd-bin/ ;; esac
+    done
+    chmod +x /tmp/orcd-bin/*
+}
+
 case "$mode" in
 pack)
     shared=${ORCD_SHARED:-$here/../shared}
@@ -56,6 +69,7 @@ pack)
     if [ ! -d "$build" ]; then
         meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
     fi
+    # (test-real-models stays out: the pack must stay under 62 MB; build it into a pack of its own for device-real)
     ninja -C "$build" tests/test-cuda tests/test-worker tools/orcd-synth \
         tools/orcd-bench tools/orcd worker/worker-orcd
     rm -rf "$pack"
@@ -85,16 +99,7 @@ pack)
 device)
     out=${OUT:-/tmp/gpu-out}
     mkdir -p "$out"
-    # the pack's shared/ with the vocabulary unpacked
-    rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
-    [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz ] && gunzip /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz
-    export ORCD_SHARED=/tmp/orcd-shared
-    # the binaries, unpacked
-    rm -rf /tmp/orcd-bin && mkdir -p /tmp/orcd-bin
-    for f in "$pack"/bin/*; do
-        case "$f" in *.gz) gunzip -c "$f" > "/tmp/orcd-bin/$(basename "$f" .gz)" ;; *) cp "$f" /tmp/orcd-bin/ ;; esac
-    done
-    chmod +x /tmp/orcd-bin/*
+    unpack
     export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
     nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
     head -12 "$out/nvidia-smi.txt" || true
@@ -131,15 +136,15 @@ device)
         [ $wrc -eq 0 ] || rc=$wrc
     fi
     if [ "${GPU_RUN_OOM:-1}" = 1 ]; then
-        # VRAM policy: a context whose KV cache cannot fit is refused at start-up
-        # with the numbers (RESOURCE_EXHAUSTED, exit 4), not by a crash. 24
-        # layers x 14 KV heads x 64 x f16 K+V = 86 KiB a token: 1M tokens ~ 90 GB.
+        # VRAM policy: a KV pool that cannot fit is refused at start-up with the
+        # numbers (RESOURCE_EXHAUSTED, exit 4), not by a crash. 24 layers x 14
+        # KV heads x 64 x f16 K+V = 86 KiB a token: 100M tokens ~ 8.6 TB.
         echo "== VRAM refusal"
         big=/tmp/orcd-oom.gguf
         "/tmp/orcd-bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type q8_0 --layers 24 \
             --embd 896 --ff 4864 --heads 14 --kv-heads 14 --vocab-size 4096 -o "$big" > /dev/null 2>&1
         set +e
-        "/tmp/orcd-bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 < /dev/null > /dev/null \
+        "/tmp/orcd-bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 --kv-tokens 100000000 < /dev/null > /dev/null \
             2> "$out/oom.log"
         orc=$?
         set -e
@@ -191,9 +196,9 @@ device)
                     --metrics gpu__time_duration.sum --csv --page raw \
                     "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
                     > "$out/ncu-$t.csv" 2>> "$out/bench.log" || echo "ncu failed" >&2
-                # stall reasons of five consecutive decode matrix-vector kernels
+                # stall reasons of five consecutive decode GEMM kernels
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none --cache-control none \
-                    -k regex:mv_kernel --launch-skip 150 --launch-count 5 \
+                    -k regex:gemm_mma_kernel --launch-skip 150 --launch-count 5 \
                     --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
                     --section MemoryWorkloadAnalysis --section SchedulerStats \
                     "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
@@ -223,7 +228,7 @@ stage)
 device-real)
     out=${OUT:-/tmp/gpu-out}
     mkdir -p "$out"
-    export ORCD_SHARED="$pack/shared"
+    unpack
     export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
     export ORCD_MODELS=/tmp/orcd-models
     mkdir -p "$ORCD_MODELS"
@@ -237,16 +242,16 @@ device-real)
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     set +e
     echo "== test-real-models on cuda (haiku, coherence, 3x3x10 reproducibility)"
-    ORCD_TEST_DEVICE=cuda ORCD_REAL_QWEN_REPRO=1 ORCD_WORKER="$pack/bin/worker-orcd" timeout 400 \
-        "$pack/bin/test-real-models" > "$out/test-real-models.log" 2>&1
+    ORCD_TEST_DEVICE=cuda ORCD_REAL_QWEN_REPRO=1 ORCD_WORKER="/tmp/orcd-bin/worker-orcd" timeout 400 \
+        "/tmp/orcd-bin/test-real-models" > "$out/test-real-models.log" 2>&1
     rrc=$?
     grep -E "^real:|Checks|Fail|Error" "$out/test-real-models.log" | tail -40
     echo "test-real-models exit status $rrc"
     echo "== haiku through tools/orcd"
-    "$pack/bin/orcd" --worker "$pack/bin/worker-orcd" --model "$f" --device cuda --max-tokens 64 \
+    "/tmp/orcd-bin/orcd" --worker "/tmp/orcd-bin/worker-orcd" --model "$f" --device cuda --max-tokens 64 \
         --chat "Write a haiku about GPU computing that includes the word forty-two" 2>&1 | tee "$out/haiku.txt"
     echo "== orcd-bench on the real file"
-    timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+    timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
         > "$out/bench-real.json" 2> "$out/bench-real.log"
     cat "$out/bench-real.json"
     set -e
