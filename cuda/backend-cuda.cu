@@ -1,121 +1,112 @@
-/* backend-cuda.cu — the CUDA backend: VRAM arenas, weight upload, the
- * forward pass (prefill through cuBLAS, decode through fused kernels
- * replayed as one CUDA graph) and sampling on the GPU.
+/* backend-cuda.cu — the CUDA backend (core/backend.h): VRAM arenas, weight
+ * upload, the batched forward pass over the paged KV pool, and sampling.
  *
- * Everything runs on one non-blocking stream per backend, with one cuBLAS
- * handle bound to it. Memory is two cudaMalloc'ed arenas sized at creation:
+ * Everything runs on one non-blocking stream. Memory, sized at creation:
  *   weights  every tensor in its GGUF type (1-D tensors as f32), 256-aligned
- *   state    K/V cache (n_layer, n_ctx, n_head_kv*head_dim) f16, the rope
- *            table, decode and prefill activations, the sampler, the cuBLAS
- *            workspace
- * Decode (n == 1) per layer: [rmsnorm+QKV+bias+rope+KV write] [attention,
- * split over the context, the last split combining] [Wo+residual] [rmsnorm+gate/up+SwiGLU]
- * [down+residual]; then [rmsnorm+logits]. The token id and position are read
- * from device memory (copied from pinned memory by the graph's first node),
- * so one captured graph serves every step. sample() is the one
- * synchronization per step: the sampled token comes back through pinned
- * memory.
+ *   kv       K and V pools: (n_layer, n_kv_pages + 1, PAGE, kvd) f16 each; the
+ *            extra last page takes the K/V of graph padding rows
+ *   state    per-row activations for max_step_tokens rows, rope tables, the
+ *            attention split partials, logits, the sampler
+ * One step (enqueue_step), for the rows of every sequence in batch order:
+ *   embed → per layer: rmsnorm → QKV GEMM → qkv_post (bias, head norms, rope,
+ *   K/V into the row's page) → attention (row's page table) → Wo GEMM
+ *   (+post-norm) into x → rmsnorm → gate|up GEMM → GLU → down GEMM (+post-norm)
+ *   into x → final rmsnorm → logits of the rows asked for.
+ * Row metadata (token, position, page-table offset; the page tables) goes up
+ * in one copy from pinned memory, and every kernel reads it from device
+ * memory, so a pure-decode step of B rows replays one captured CUDA graph
+ * per batch-size bucket (padding rows write only the spare page).
+ * Batch invariance: every kernel computes a row in an order fixed by the
+ * model's shapes (see ops.cuh, gemm.cu, attention.cu), so eager steps, graph
+ * replays and any mix of rows give a token bit-identical results.
  */
-#include <cublas_v2.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda/kernels.cuh"
+#include "cuda/ops.cuh"
 #include "loader/model.h"
 #include "core/backend.h"
 
-#define CUBLAS_TRY(x)                                                                      \
-    do {                                                                                   \
-        cublasStatus_t s_ = (x);                                                           \
-        if (s_ != CUBLAS_STATUS_SUCCESS)                                                   \
-            return wk_errf(err, err_len, WK_STATUS_CUBLAS, "%s: %s failed at %s:%d: %s",    \
-                           __func__, #x, __FILE__, __LINE__, cublasGetStatusString(s_));   \
-    } while (0)
-
-#define TRY(x)                                \
-    do {                                      \
-        wk_status st_ = (x);                  \
-        if (st_ != WK_STATUS_OK) return st_;  \
-    } while (0)
-
-#define PREFILL_ROWS 512   /* tokens per prefill chunk */
-#define LOGIT_ROWS 32      /* rows of logits computed per step of all_logits */
 #define STAGE_BYTES (32u << 20)
-#define BLAS_WS_BYTES (32u << 20)
+#define MAX_ROPES 4         /* distinct rope tables (gemma3: local + global) */
+#define N_BUCKETS 8         /* decode graphs for 1, 2, 4, ..., 128 rows */
 
-static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
+static int roundup(int x, int m) { return (x + m - 1) / m * m; }
 
 struct cu_layer {
     wk_cu_mat wq, wk, wv, wo, gate, up, down;
-    const float *attn_norm, *ffn_norm, *bq, *bk, *bv; /* f32, device; biases may be NULL */
+    const float *attn_norm, *ffn_norm, *bq, *bk, *bv, *q_norm, *k_norm, *attn_post, *ffn_post; /* f32; may be NULL */
+    int window, rope;
 };
 
 struct cu_impl {
     int dev, n_sm;
     cudaStream_t st;
-    cublasHandle_t blas;
-    int E, qd, kvd, n_ff, V, n_layer, hd, n_head, n_kv, rd, neox, max_split;
-    float eps;
+    /* shapes */
+    int E, qd, kvd, n_ff, V, n_layer, hd, n_head, n_kv, rd, neox, gelu;
+    float eps, embd_scale, attn_scale;
+    int ld;           /* activation row stride (elements): max of E, qd, n_ff rounded up to WK_GEMM_BK */
+    int R;            /* rows of the activation buffers (multiple of WK_GEMM_MROWS) */
+    int LR;           /* rows of the logits buffer */
+    int max_split;    /* attention splits of a full context */
+    int pt_cap;       /* page-table entries per step */
+    int n_pages;      /* pool pages (+1 spare) */
 
-    uint8_t *warena; /* weights */
-    size_t wbytes;
-    uint8_t *sarena; /* KV cache + activations */
-    size_t sbytes, kv_bytes;
+    uint8_t *warena, *karena, *sarena;
+    size_t wbytes, kvbytes, sbytes;
 
-    cu_layer *L;     /* host array of device views */
+    cu_layer *L;
     wk_cu_mat embd, out;
     const float *out_norm;
+    float2 *rope_cs[MAX_ROPES];
+    int n_ropes, n_rope_tabs;      /* filled / carved tables */
 
-    __half *kc, *vc;  /* (n_layer, n_ctx, kvd) f16 */
-    float2 *rope_cs;  /* (n_ctx, rd/2) */
-    /* decode */
-    float *dx, *dq, *dpart, *dattn, *dact; /* (E) (qd) (n_head, max_split, hd+2) (qd) (n_ff) */
-    unsigned *dcount;                      /* (n_head) split counters of decode attention */
-    int *dparams;                  /* {token, pos} */
-    float *logits;                 /* (LOGIT_ROWS, V) */
-    /* prefill, PREFILL_ROWS rows each */
-    int P;
-    float *px, *ph, *pq, *pk, *pv, *pa, *pg, *pu; /* (P,E) (P,W) (P,qd) (P,kvd) (P,kvd) (P,qd) (P,n_ff) (P,n_ff) */
-    __half *p16;                                  /* (P, W), W = max(E, qd, n_ff) */
-    int32_t *ptok;                                /* (P) */
-    __half *wtmp;                                 /* dequantized weight tile */
-    size_t wtmp_elems;
-    void *blas_ws;
+    __half *kc, *vc;                 /* (n_layer, n_pages, PAGE, kvd) */
+    int32_t *d_meta;                 /* row_tok (R) | row_pos (R) | row_pt (R) | logit_rows (LR) | pt (pt_cap) */
+    int32_t *h_meta;                 /* pinned, same layout */
+    float *x, *h32, *qkv, *q, *gu, *tmp, *part, *lg32, *logits, *sample_logits;
+    __half *h16, *lg16;
+    wk_cu_sample_res *d_gres, *h_gres, *h_res;
     wk_cu_sampler smp;
+    int32_t *h_hist;                 /* pinned (max_seqs, hist_cap) */
 
-    /* pinned host memory */
-    int *h_params;
-    int32_t *h_tok;
-    int32_t *h_hist;
-    wk_cu_sample_res *h_res;
-    wk_cu_sample_res *h_gres;     /* greedy result of the last decode step (the graph's last node writes it) */
     uint8_t *h_stage[2];
+    cudaEvent_t ev_stage[2], ev_meta;
 
-    cudaEvent_t ev_step, ev_stage[2];
-    cudaGraphExec_t gexec;
-    bool graph_off;
+    cudaGraphExec_t graph[N_BUCKETS];
+    bool graph_failed[N_BUCKETS];
 
-    const float *d_last;  /* logits of the last forward's last token */
-    wk_cu_sample_res *d_gres; /* device side of h_gres */
-    bool gres_valid;          /* h_gres belongs to d_last */
-    float *hidden;        /* (n_layer+1, hidden_n, E) when record_hidden */
-    size_t hidden_cap;
+    /* the last forward */
+    int n_seqs_last;
+    bool *has_logits;                /* (max_seqs) */
+    bool gres_valid;
+    bool force_eager;                /* warm-up: kernels load outside graph capture */
+    float *hidden;                   /* (n_layer+1, R, E) when record_hidden */
     int hidden_n;
 };
 
-// --- weights ----------------------------------------------------------------------
+static int32_t *meta_tok(cu_impl *, int32_t *m) { return m; }
+static int32_t *meta_pos(cu_impl *c, int32_t *m) { return m + c->R; }
+static int32_t *meta_rpt(cu_impl *c, int32_t *m) { return m + 2 * c->R; }
+static int32_t *meta_lrows(cu_impl *c, int32_t *m) { return m + 3 * c->R; }
+static int32_t *meta_pt(cu_impl *c, int32_t *m) { return m + 3 * c->R + c->LR; }
+static size_t meta_count(const cu_impl *c) { return (size_t)3 * c->R + c->LR + c->pt_cap; }
 
-static bool is_float_type(uint32_t t) {
-    return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_BF16;
+// --- weights ------------------------------------------------------------------------
+
+/* F16/BF16 rows that are not whole 8-element chunks go up as F32 (the
+ * tensor-core GEMM reads 16-byte chunks; see gemm.cu). */
+static bool widen_to_f32(const wk_tensor *t) {
+    return (t->type == GGML_TYPE_F16 || t->type == GGML_TYPE_BF16) && t->ne[0] % 8 != 0;
 }
 
-/* Bytes a tensor takes in the arena: matrices as stored, vectors as f32. */
 static size_t tensor_dev_bytes(const wk_tensor *t, bool vec) {
     if (!t->data) return 0;
-    if (vec) return al256((size_t)t->ne[0] * sizeof(float));
-    return al256(t->nbytes);
+    if (vec) return wk_al256((size_t)t->ne[0] * sizeof(float));
+    if (widen_to_f32(t)) return wk_al256((size_t)t->ne[0] * t->ne[1] * sizeof(float));
+    return wk_al256(t->nbytes);
 }
 
 struct uploader {
@@ -124,75 +115,83 @@ struct uploader {
     uint8_t *cursor;
 };
 
-/* Copy n bytes from host src to device dst through the pinned staging
- * buffers: while one buffer's DMA runs, the next is filled from the file. */
+/* Host → device through two pinned staging buffers (the file read of one
+ * overlaps the DMA of the other). */
 static wk_status stage_copy(uploader *u, uint8_t *dst, const void *src, size_t n, char *err, size_t err_len) {
     cu_impl *c = u->c;
     const uint8_t *s = (const uint8_t *)src;
     while (n > 0) {
-        size_t k = n < STAGE_BYTES ? n : STAGE_BYTES;
+        const size_t k = n < STAGE_BYTES ? n : STAGE_BYTES;
         CUDA_TRY(cudaEventSynchronize(c->ev_stage[u->cur]));
         memcpy(c->h_stage[u->cur], s, k);
         CUDA_TRY(cudaMemcpyAsync(dst, c->h_stage[u->cur], k, cudaMemcpyHostToDevice, c->st));
         CUDA_TRY(cudaEventRecord(c->ev_stage[u->cur], c->st));
         u->cur ^= 1;
-        dst += k;
-        s += k;
-        n -= k;
+        dst += k, s += k, n -= k;
     }
     return WK_STATUS_OK;
 }
 
-/* Upload a matrix as stored; fills the device view. */
 static wk_status upload_mat(uploader *u, const wk_tensor *t, wk_cu_mat *m, char *err, size_t err_len) {
     if (!wk_cuda_type_ok(t->type))
-        return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: tensor '%s' has type %u, which the CUDA backend cannot compute with",
-                       __func__, t->name, t->type);
-    if (t->ne[0] % 32 != 0 && !is_float_type(t->type))
-        return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: tensor '%s' rows of %lld are not whole blocks", __func__,
-                       t->name, (long long)t->ne[0]);
+        return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
+                       "%s: tensor '%s' has type %u, which the CUDA backend cannot compute with", __func__, t->name,
+                       t->type);
     m->w = u->cursor;
     m->type = (int)t->type;
     m->row_bytes = wk_row_bytes(t->type, t->ne[0]);
     m->n_rows = (int)t->ne[1];
+    m->n_in = (int)t->ne[0];
+    if (widen_to_f32(t)) {
+        const size_t n = (size_t)t->ne[0];
+        float *row = (float *)malloc(n * sizeof(float));
+        if (!row) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
+        for (int64_t r = 0; r < t->ne[1]; r++) {
+            wk_dequantize_row(t->type, (const uint8_t *)t->data + r * m->row_bytes, row, (int64_t)n);
+            wk_status s = stage_copy(u, u->cursor + r * n * sizeof(float), row, n * sizeof(float), err, err_len);
+            if (s != WK_STATUS_OK) {
+                free(row);
+                return s;
+            }
+        }
+        free(row);
+        m->type = GGML_TYPE_F32;
+        m->row_bytes = n * sizeof(float);
+        u->cursor += wk_al256(n * t->ne[1] * sizeof(float));
+        return WK_STATUS_OK;
+    }
     TRY(stage_copy(u, u->cursor, t->data, t->nbytes, err, err_len));
-    u->cursor += al256(t->nbytes);
+    u->cursor += wk_al256(t->nbytes);
     return WK_STATUS_OK;
 }
 
-/* Upload a vector (norm weights, biases) as f32; NULL when absent. */
 static wk_status upload_vec(uploader *u, const wk_tensor *t, const float **out, char *err, size_t err_len) {
     *out = NULL;
     if (!t->data) return WK_STATUS_OK;
     const size_t n = (size_t)t->ne[0];
-    if (t->type == GGML_TYPE_F32) {
-        TRY(stage_copy(u, u->cursor, t->data, n * sizeof(float), err, err_len));
-    } else {
-        const struct wk_type_info *ti = wk_type_info(t->type);
-        if (!ti || !ti->supported || n % (size_t)ti->block_size != 0)
-            return wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: tensor '%s' has unsupported type %u", __func__, t->name,
-                           t->type);
-        float *tmp = (float *)malloc(n * sizeof(float));
-        if (!tmp) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
-        wk_dequantize_row(t->type, t->data, tmp, (int64_t)n);
-        /* stage_copy has copied tmp into pinned memory when it returns */
-        wk_status s = stage_copy(u, u->cursor, tmp, n * sizeof(float), err, err_len);
-        free(tmp);
-        if (s != WK_STATUS_OK) return s;
-    }
+    float *tmp = (float *)malloc(n * sizeof(float));
+    if (!tmp) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
+    wk_dequantize_row(t->type, t->data, tmp, (int64_t)n);
+    wk_status s = stage_copy(u, u->cursor, tmp, n * sizeof(float), err, err_len); /* copied when it returns */
+    free(tmp);
+    if (s != WK_STATUS_OK) return s;
     *out = (const float *)u->cursor;
-    u->cursor += al256(n * sizeof(float));
+    u->cursor += wk_al256(n * sizeof(float));
     return WK_STATUS_OK;
 }
+
+#define LAYER_VECS(L) {&L->attn_norm, &L->ffn_norm, &L->bq, &L->bk, &L->bv, &L->attn_q_norm, &L->attn_k_norm, \
+                       &L->attn_post_norm, &L->ffn_post_norm}
+#define LAYER_MATS(L) {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down}
 
 static size_t weights_bytes(const wk_model *m) {
     size_t b = tensor_dev_bytes(&m->tok_embd, false) + tensor_dev_bytes(&m->output_norm, true);
     if (!m->tied_output) b += tensor_dev_bytes(&m->output, false);
     for (int l = 0; l < m->hp.n_layer; l++) {
         const wk_layer *L = &m->layers[l];
-        b += tensor_dev_bytes(&L->attn_norm, true) + tensor_dev_bytes(&L->ffn_norm, true);
-        b += tensor_dev_bytes(&L->bq, true) + tensor_dev_bytes(&L->bk, true) + tensor_dev_bytes(&L->bv, true);
-        const wk_tensor *mats[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        const wk_tensor *vecs[9] = LAYER_VECS(L);
+        const wk_tensor *mats[7] = LAYER_MATS(L);
+        for (int i = 0; i < 9; i++) b += tensor_dev_bytes(vecs[i], true);
         for (int i = 0; i < 7; i++) b += tensor_dev_bytes(mats[i], false);
     }
     return b;
@@ -207,347 +206,394 @@ static wk_status upload_weights(cu_impl *c, const wk_model *m, char *err, size_t
     for (int l = 0; l < m->hp.n_layer; l++) {
         const wk_layer *L = &m->layers[l];
         cu_layer *D = &c->L[l];
-        TRY(upload_vec(&u, &L->attn_norm, &D->attn_norm, err, err_len));
-        TRY(upload_vec(&u, &L->ffn_norm, &D->ffn_norm, err, err_len));
-        TRY(upload_vec(&u, &L->bq, &D->bq, err, err_len));
-        TRY(upload_vec(&u, &L->bk, &D->bk, err, err_len));
-        TRY(upload_vec(&u, &L->bv, &D->bv, err, err_len));
-        TRY(upload_mat(&u, &L->wq, &D->wq, err, err_len));
-        TRY(upload_mat(&u, &L->wk, &D->wk, err, err_len));
-        TRY(upload_mat(&u, &L->wv, &D->wv, err, err_len));
-        TRY(upload_mat(&u, &L->wo, &D->wo, err, err_len));
-        TRY(upload_mat(&u, &L->w_gate, &D->gate, err, err_len));
-        TRY(upload_mat(&u, &L->w_up, &D->up, err, err_len));
-        TRY(upload_mat(&u, &L->w_down, &D->down, err, err_len));
+        const wk_tensor *vecs[9] = LAYER_VECS(L);
+        const float **dv[9] = {&D->attn_norm, &D->ffn_norm, &D->bq, &D->bk, &D->bv, &D->q_norm, &D->k_norm,
+                               &D->attn_post, &D->ffn_post};
+        for (int i = 0; i < 9; i++) TRY(upload_vec(&u, vecs[i], dv[i], err, err_len));
+        const wk_tensor *mats[7] = LAYER_MATS(L);
+        wk_cu_mat *dm[7] = {&D->wq, &D->wk, &D->wv, &D->wo, &D->gate, &D->up, &D->down};
+        for (int i = 0; i < 7; i++) TRY(upload_mat(&u, mats[i], dm[i], err, err_len));
+        D->window = L->window;
     }
     CUDA_TRY(cudaStreamSynchronize(c->st));
     return WK_STATUS_OK;
 }
 
-// --- matrices through cuBLAS (prefill) --------------------------------------------------
+static bool same_rope(const wk_rope &a, const wk_rope &b) {
+    return a.dim == b.dim && a.theta == b.theta && a.freq_factors == b.freq_factors && a.attn_factor == b.attn_factor;
+}
 
-/* y (n, ldy) [+]= x · W[row0 .. row0+nrows)ᵀ, fp32 accumulation.
- * Row-major y (n × nrows, leading dim ldy) is column-major yᵀ (nrows × n), so
- * cuBLAS computes C = op(A) · B with A = W viewed column-major as
- * (n_in × nrows) and transposed (op T), B = x viewed column-major as (n_in × n)
- * (op N), m = nrows, k = n_in. F32 weights use SGEMM on x32; every other type
- * uses f16 operands (F16 as stored, the rest dequantized into wtmp) on x16. */
-static wk_status gemm(cu_impl *c, const wk_cu_mat &W, int n_in, int row0, int nrows, const float *x32,
-                      const __half *x16, int n, float *y, int ldy, float beta, char *err, size_t err_len) {
-    const float one = 1.0f;
-    if (W.type == GGML_TYPE_F32) {
-        const float *A = (const float *)(W.w + (size_t)row0 * W.row_bytes);
-        CUBLAS_TRY(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nrows, n, n_in, &one, A, n_in, x32, n_in, &beta, y,
-                               ldy));
-        return WK_STATUS_OK;
+/* Distinct layer ropes (each gets a table), at most MAX_ROPES + 1. */
+static int count_ropes(const wk_model *m, int n_ctx) {
+    wk_rope seen[MAX_ROPES + 1];
+    int n = 0;
+    for (int l = 0; l < m->hp.n_layer && n <= MAX_ROPES; l++) {
+        const wk_rope r = wk_model_rope(m, l, n_ctx);
+        int k = 0;
+        while (k < n && !same_rope(seen[k], r)) k++;
+        if (k == n) seen[n++] = r;
     }
-    const __half *A;
-    if (W.type == GGML_TYPE_F16) {
-        A = (const __half *)(W.w + (size_t)row0 * W.row_bytes);
-    } else {
-        WK_ASSERT((size_t)nrows * n_in <= c->wtmp_elems);
-        CUDA_TRY(wk_cu_dequant_f16(W, n_in, row0, nrows, c->wtmp, c->st));
-        A = c->wtmp;
+    return n;
+}
+
+/* One (n_ctx, rd/2) {cos, sin} table per distinct layer rope, filled with
+ * core/rope.h's formula (the CPU computes the same floats per row). */
+static wk_status upload_ropes(cu_impl *c, const wk_model *m, int n_ctx, char *err, size_t err_len) {
+    const int half = c->rd / 2 > 0 ? c->rd / 2 : 1;
+    wk_rope seen[MAX_ROPES];
+    c->n_ropes = 0;
+    float2 *tab = (float2 *)malloc((size_t)n_ctx * half * sizeof(float2));
+    if (!tab) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory for the rope table", __func__);
+    wk_status s = WK_STATUS_OK;
+    for (int l = 0; l < c->n_layer && s == WK_STATUS_OK; l++) {
+        const wk_rope r = wk_model_rope(m, l, n_ctx);
+        int k = 0;
+        while (k < c->n_ropes && !same_rope(seen[k], r)) k++;
+        if (k == c->n_ropes) {
+            if (k == MAX_ROPES) {
+                s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: more than %d distinct rope settings", __func__,
+                            MAX_ROPES);
+                break;
+            }
+            seen[k] = r;
+            c->n_ropes++;
+            for (int p = 0; p < n_ctx; p++)
+                for (int i = 0; i < c->rd / 2; i++) {
+                    float cs, sn;
+                    wk_rope_cos_sin(&r, p, i, &cs, &sn);
+                    tab[(size_t)p * half + i] = make_float2(cs, sn);
+                }
+            uploader u = {c, 0, NULL};
+            s = stage_copy(&u, (uint8_t *)c->rope_cs[k], tab, (size_t)n_ctx * half * sizeof(float2), err, err_len);
+            if (s == WK_STATUS_OK && cudaStreamSynchronize(c->st) != cudaSuccess)
+                s = wk_errf(err, err_len, WK_STATUS_CUDA, "%s: rope upload failed", __func__);
+        }
+        c->L[l].rope = k;
     }
-    CUBLAS_TRY(cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, nrows, n, n_in, &one, A, CUDA_R_16F, n_in, x16,
-                            CUDA_R_16F, n_in, &beta, y, CUDA_R_32F, ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    free(tab);
+    return s;
+}
+
+// --- one step ------------------------------------------------------------------------
+
+/* Launch the GEMM of up to 3 segments sharing an input, one launch per run
+ * of equal weight types (a Q4_K_M layer may mix them). */
+static wk_status gemm(cu_impl *c, const wk_gemm_seg *segs, int n, const __half *x16, const float *x32, int rows,
+                      bool add, char *err, size_t err_len) {
+    for (int i = 0; i < n;) {
+        int j = i + 1;
+        while (j < n && segs[j].W.type == segs[i].W.type) j++;
+        CUDA_TRY(wk_cu_gemm(segs + i, j - i, x16, x32, c->ld, rows, add, c->st));
+        i = j;
+    }
     return WK_STATUS_OK;
 }
 
-static wk_status gemm_full(cu_impl *c, const wk_cu_mat &W, int n_in, const float *x32, const __half *x16, int n,
-                           float *y, float beta, char *err, size_t err_len) {
-    return gemm(c, W, n_in, 0, W.n_rows, x32, x16, n, y, W.n_rows, beta, err, err_len);
-}
-
-// --- hidden states (tests) ---------------------------------------------------------------
-
-static wk_status hidden_reserve(cu_impl *c, int n, char *err, size_t err_len) {
-    size_t need = (size_t)(c->n_layer + 1) * n * c->E * sizeof(float);
-    if (need > c->hidden_cap) {
-        if (c->hidden) cudaFree(c->hidden);
-        c->hidden = NULL;
-        c->hidden_cap = 0;
-        CUDA_TRY(cudaMalloc(&c->hidden, need));
-        c->hidden_cap = need;
+/* Residual update x += post_norm(W · a): straight into x without a post-norm. */
+static wk_status proj_residual(cu_impl *c, const wk_cu_mat &W, const float *post, const __half *a16, const float *a32,
+                               int rows, char *err, size_t err_len) {
+    if (!post) {
+        wk_gemm_seg s = {W, c->x, c->E};
+        return gemm(c, &s, 1, a16, a32, rows, true, err, err_len);
     }
-    c->hidden_n = n;
+    wk_gemm_seg s = {W, c->tmp, c->E};
+    TRY(gemm(c, &s, 1, a16, a32, rows, false, err, err_len));
+    CUDA_TRY(wk_cu_rmsnorm_add(c->tmp, c->E, post, rows, c->E, c->eps, c->x, c->st));
     return WK_STATUS_OK;
 }
 
-static float *hidden_at(cu_impl *c, int layer, int row) {
-    return c->hidden + ((size_t)layer * c->hidden_n + row) * c->E;
-}
-
-// --- prefill -------------------------------------------------------------------------------
-
-static wk_status prefill_chunk(struct wk_backend *b, const int32_t *tok, int n, int pos, int off, float *logits,
-                               bool all_logits, bool last, char *err, size_t err_len) {
+/* Enqueue the layers for `rows` rows whose metadata is in d_meta; leaves the
+ * final-normed rows in h32/h16. max_split: attention grid depth. record:
+ * copy each layer's x into the hidden buffer. */
+static wk_status enqueue_layers(struct wk_backend *b, int rows, int max_split, bool record, char *err,
+                                size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
-    const size_t layer_kv = (size_t)b->n_ctx * c->kvd;
-    CUDA_TRY(cudaEventSynchronize(c->ev_step)); /* h_tok of the previous chunk consumed */
-    memcpy(c->h_tok, tok, (size_t)n * sizeof(int32_t));
-    CUDA_TRY(cudaMemcpyAsync(c->ptok, c->h_tok, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
-    CUDA_TRY(cudaEventRecord(c->ev_step, c->st));
-    CUDA_TRY(wk_cu_embed(c->embd, c->E, c->ptok, n, c->px, c->st));
+    const int32_t *row_tok = meta_tok(c, c->d_meta), *row_pos = meta_pos(c, c->d_meta);
+    const int32_t *row_pt = meta_rpt(c, c->d_meta), *pt = meta_pt(c, c->d_meta);
+    const size_t layer_kv = (size_t)c->n_pages * WK_KV_PAGE_TOKENS * c->kvd;
+    CUDA_TRY(wk_cu_embed(c->embd, row_tok, rows, c->embd_scale, c->x, c->st));
     for (int l = 0; l < c->n_layer; l++) {
         const cu_layer &L = c->L[l];
         __half *kc = c->kc + l * layer_kv, *vc = c->vc + l * layer_kv;
-        CUDA_TRY(wk_cu_rmsnorm(c->px, L.attn_norm, n, c->E, c->eps, c->ph, c->p16, c->st));
-        TRY(gemm_full(c, L.wq, c->E, c->ph, c->p16, n, c->pq, 0.0f, err, err_len));
-        TRY(gemm_full(c, L.wk, c->E, c->ph, c->p16, n, c->pk, 0.0f, err, err_len));
-        TRY(gemm_full(c, L.wv, c->E, c->ph, c->p16, n, c->pv, 0.0f, err, err_len));
-        CUDA_TRY(wk_cu_qkv_post(c->pq, c->pk, c->pv, L.bq, L.bk, L.bv, c->rope_cs, n, pos, c->n_head, c->n_kv, c->hd,
-                                c->rd, c->neox, kc, vc, c->st));
-        CUDA_TRY(wk_cu_attn_prefill(c->pq, kc, vc, n, pos, c->n_head, c->n_kv, c->hd, c->pa, c->st));
-        CUDA_TRY(wk_cu_to_f16(c->pa, (size_t)n * c->qd, c->p16, c->st));
-        TRY(gemm_full(c, L.wo, c->qd, c->pa, c->p16, n, c->px, 1.0f, err, err_len));
-        CUDA_TRY(wk_cu_rmsnorm(c->px, L.ffn_norm, n, c->E, c->eps, c->ph, c->p16, c->st));
-        TRY(gemm_full(c, L.gate, c->E, c->ph, c->p16, n, c->pg, 0.0f, err, err_len));
-        TRY(gemm_full(c, L.up, c->E, c->ph, c->p16, n, c->pu, 0.0f, err, err_len));
-        CUDA_TRY(wk_cu_swiglu(c->pg, c->pu, (size_t)n * c->n_ff, c->ph, c->p16, c->st));
-        TRY(gemm_full(c, L.down, c->n_ff, c->ph, c->p16, n, c->px, 1.0f, err, err_len));
-        if (c->hidden && b->record_hidden)
-            CUDA_TRY(cudaMemcpyAsync(hidden_at(c, l, off), c->px, (size_t)n * c->E * sizeof(float),
-                                     cudaMemcpyDeviceToDevice, c->st));
-    }
-    if ((logits && all_logits) || b->record_hidden) {
-        CUDA_TRY(wk_cu_rmsnorm(c->px, c->out_norm, n, c->E, c->eps, c->ph, c->p16, c->st));
-        if (b->record_hidden)
-            CUDA_TRY(cudaMemcpyAsync(hidden_at(c, c->n_layer, off), c->ph, (size_t)n * c->E * sizeof(float),
-                                     cudaMemcpyDeviceToDevice, c->st));
-    }
-    if (logits && all_logits) {
-        const bool direct = c->out.type == GGML_TYPE_F32 || c->out.type == GGML_TYPE_F16;
-        int tile = direct ? c->V : (int)(c->wtmp_elems / c->E);
-        if (tile > c->V) tile = c->V;
-        for (int r0 = 0; r0 < n; r0 += LOGIT_ROWS) {
-            const int nr = n - r0 < LOGIT_ROWS ? n - r0 : LOGIT_ROWS;
-            for (int v0 = 0; v0 < c->V; v0 += tile) {
-                const int nv = c->V - v0 < tile ? c->V - v0 : tile;
-                TRY(gemm(c, c->out, c->E, v0, nv, c->ph + (size_t)r0 * c->E, c->p16 + (size_t)r0 * c->E, nr,
-                         c->logits + v0, c->V, 0.0f, err, err_len));
-            }
-            CUDA_TRY(cudaMemcpyAsync(logits + (size_t)(off + r0) * c->V, c->logits, (size_t)nr * c->V * sizeof(float),
-                                     cudaMemcpyDeviceToHost, c->st));
-            c->d_last = c->logits + (size_t)(nr - 1) * c->V;
-        }
-    } else if (last) {
-        /* only the last token's logits: the decode kernel on its row */
-        wk_mv_args a;
-        memset(&a, 0, sizeof a);
-        a.n_in = c->E;
-        a.in_mode = WK_IN_NORM;
-        a.in = c->px + (size_t)(n - 1) * c->E;
-        a.norm_w = c->out_norm;
-        a.eps = c->eps;
-        a.out_mode = WK_OUT_STORE;
-        a.m[0] = c->out;
-        a.n_units = wk_cdiv(c->V, 2);
-        a.y = c->logits;
-        CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
-        c->d_last = c->logits;
-        if (logits)
-            CUDA_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)c->V * sizeof(float), cudaMemcpyDeviceToHost, c->st));
-    }
-    return WK_STATUS_OK;
-}
+        CUDA_TRY(wk_cu_rmsnorm(c->x, c->E, L.attn_norm, rows, c->E, c->eps, c->h32, c->h16, c->ld, c->st));
+        const int W3 = c->qd + 2 * c->kvd;
+        wk_gemm_seg qkv[3] = {{L.wq, c->qkv, W3}, {L.wk, c->qkv + c->qd, W3}, {L.wv, c->qkv + c->qd + c->kvd, W3}};
+        TRY(gemm(c, qkv, 3, c->h16, c->h32, rows, false, err, err_len));
+        wk_qkv_post_args qa = {c->qkv, L.bq, L.bk, L.bv, L.q_norm, L.k_norm, c->eps, c->rope_cs[L.rope],
+                               c->n_head, c->n_kv, c->hd, c->rd, c->neox, row_pos, row_pt, pt, c->q, kc, vc};
+        CUDA_TRY(wk_cu_qkv_post(qa, rows, c->st));
+        wk_attn_args aa = {c->q, kc, vc, row_pos, row_pt, pt, c->n_head, c->n_kv, c->hd, L.window, c->attn_scale,
+                           c->part, c->h32, c->h16, c->ld};
+        CUDA_TRY(wk_cu_attention(aa, rows, max_split, c->st));
+        TRY(proj_residual(c, L.wo, L.attn_post, c->h16, c->h32, rows, err, err_len));
 
-// --- decode ----------------------------------------------------------------------------------
-
-/* Enqueue one decode step (token and position from h_params). record: also
- * copy each layer's state into the hidden buffer. */
-static wk_status decode_enqueue(struct wk_backend *b, bool record, char *err, size_t err_len) {
-    cu_impl *c = (cu_impl *)b->impl;
-    const size_t layer_kv = (size_t)b->n_ctx * c->kvd;
-    const int *d_tok = c->dparams, *d_pos = c->dparams + 1;
-    CUDA_TRY(cudaMemcpyAsync(c->dparams, c->h_params, 2 * sizeof(int), cudaMemcpyHostToDevice, c->st));
-    CUDA_TRY(wk_cu_embed(c->embd, c->E, d_tok, 1, c->dx, c->st));
-    for (int l = 0; l < c->n_layer; l++) {
-        const cu_layer &L = c->L[l];
-        wk_mv_args a;
-        // rmsnorm + QKV + biases + rope + K/V cache write
-        memset(&a, 0, sizeof a);
-        a.n_in = c->E;
-        a.in_mode = WK_IN_NORM;
-        a.in = c->dx;
-        a.norm_w = L.attn_norm;
-        a.eps = c->eps;
-        a.d_pos = d_pos;
-        a.out_mode = WK_OUT_QKV;
-        a.n_units = (c->qd + 2 * c->kvd) / 2;
-        a.m[0] = L.wq; a.m[1] = L.wk; a.m[2] = L.wv;
-        a.bias[0] = L.bq; a.bias[1] = L.bk; a.bias[2] = L.bv;
-        a.y = c->dq;
-        a.n_head = c->n_head; a.n_head_kv = c->n_kv; a.head_dim = c->hd; a.rope_dim = c->rd; a.rope_neox = c->neox;
-        a.rope_cs = c->rope_cs;
-        a.k_cache = c->kc + l * layer_kv;
-        a.v_cache = c->vc + l * layer_kv;
-        CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
-        // attention partials
-        CUDA_TRY(wk_cu_attn_decode(c->dq, c->kc + l * layer_kv, c->vc + l * layer_kv, d_pos, c->n_head, c->n_kv,
-                                   c->hd, c->max_split, c->dpart, c->dattn, c->dcount, c->st));
-        // Wo + residual
-        memset(&a, 0, sizeof a);
-        a.n_in = c->qd;
-        a.in_mode = WK_IN_PLAIN;
-        a.in = c->dattn;
-        a.out_mode = WK_OUT_ADD;
-        a.m[0] = L.wo;
-        a.n_units = wk_cdiv(c->E, 2);
-        a.y = c->dx;
-        CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
-        // rmsnorm + gate/up + SwiGLU
-        memset(&a, 0, sizeof a);
-        a.n_in = c->E;
-        a.in_mode = WK_IN_NORM;
-        a.in = c->dx;
-        a.norm_w = L.ffn_norm;
-        a.eps = c->eps;
-        a.out_mode = WK_OUT_SWIGLU;
-        a.m[0] = L.gate; a.m[1] = L.up;
-        a.n_units = c->n_ff;
-        a.y = c->dact;
-        CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
-        // down + residual
-        memset(&a, 0, sizeof a);
-        a.n_in = c->n_ff;
-        a.in_mode = WK_IN_PLAIN;
-        a.in = c->dact;
-        a.out_mode = WK_OUT_ADD;
-        a.m[0] = L.down;
-        a.n_units = wk_cdiv(c->E, 2);
-        a.y = c->dx;
-        CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
+        CUDA_TRY(wk_cu_rmsnorm(c->x, c->E, L.ffn_norm, rows, c->E, c->eps, c->h32, c->h16, c->ld, c->st));
+        wk_gemm_seg gu[2] = {{L.gate, c->gu, 2 * c->n_ff}, {L.up, c->gu + c->n_ff, 2 * c->n_ff}};
+        TRY(gemm(c, gu, 2, c->h16, c->h32, rows, false, err, err_len));
+        CUDA_TRY(wk_cu_glu(c->gu, rows, c->n_ff, c->gelu, c->h32, c->h16, c->ld, c->st));
+        TRY(proj_residual(c, L.down, L.ffn_post, c->h16, c->h32, rows, err, err_len));
         if (record)
-            CUDA_TRY(cudaMemcpyAsync(hidden_at(c, l, 0), c->dx, (size_t)c->E * sizeof(float), cudaMemcpyDeviceToDevice,
-                                     c->st));
+            CUDA_TRY(cudaMemcpyAsync(c->hidden + (size_t)l * c->hidden_n * c->E, c->x, (size_t)rows * c->E * 4,
+                                     cudaMemcpyDeviceToDevice, c->st));
     }
-    wk_mv_args a;
-    memset(&a, 0, sizeof a);
-    a.n_in = c->E;
-    a.in_mode = WK_IN_NORM;
-    a.in = c->dx;
-    a.norm_w = c->out_norm;
-    a.eps = c->eps;
-    a.out_mode = WK_OUT_STORE;
-    a.m[0] = c->out;
-    a.n_units = wk_cdiv(c->V, 2);
-    a.y = c->logits;
-    CUDA_TRY(wk_cu_matvec(a, c->n_sm, c->st));
+    CUDA_TRY(wk_cu_rmsnorm(c->x, c->E, c->out_norm, rows, c->E, c->eps, c->h32, c->h16, c->ld, c->st));
     if (record)
-        CUDA_TRY(wk_cu_rmsnorm(c->dx, c->out_norm, 1, c->E, c->eps, hidden_at(c, c->n_layer, 0), NULL, c->st));
-    // the greedy choice, so a plain greedy sample() only waits and reads
-    CUDA_TRY(wk_cu_sample_greedy(&c->smp, c->logits, c->d_gres, c->st));
-    CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost, c->st));
+        CUDA_TRY(cudaMemcpy2DAsync(c->hidden + (size_t)c->n_layer * c->hidden_n * c->E, c->E * 4, c->h32, c->ld * 4,
+                                   c->E * 4, rows, cudaMemcpyDeviceToDevice, c->st));
     return WK_STATUS_OK;
 }
 
-static wk_status capture_graph(struct wk_backend *b, char *err, size_t err_len) {
+/* Logits of rows (device list lrows, n of them, at most LR) into `logits`
+ * (n, V), through the gathered rows. */
+static wk_status enqueue_logits(cu_impl *c, const int32_t *lrows, int n, float *logits, char *err, size_t err_len) {
+    CUDA_TRY(wk_cu_gather_rows(c->h16, c->h32, c->ld, lrows, n, c->lg16, c->lg32, c->st));
+    wk_gemm_seg s = {c->out, logits, c->V};
+    CUDA_TRY(wk_cu_gemm(&s, 1, c->lg16, c->lg32, c->ld, n, false, c->st));
+    return WK_STATUS_OK;
+}
+
+/* A pure-decode step of B (bucketed) rows as one graph: metadata upload,
+ * layers, logits of every row straight into sample_logits, greedy results
+ * back to pinned memory. */
+static wk_status enqueue_decode(struct wk_backend *b, int B, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
-    cudaGraph_t g = NULL;
-    CUDA_TRY(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeThreadLocal));
-    wk_status s = decode_enqueue(b, false, err, err_len);
-    cudaError_t e = cudaStreamEndCapture(c->st, &g);
-    if (s != WK_STATUS_OK) {
+    CUDA_TRY(cudaMemcpyAsync(c->d_meta, c->h_meta, meta_count(c) * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+    TRY(enqueue_layers(b, B, c->max_split, false, err, err_len));
+    TRY(enqueue_logits(c, meta_lrows(c, c->d_meta), B, c->sample_logits, err, err_len));
+    CUDA_TRY(wk_cu_greedy_rows(c->sample_logits, c->V, B, c->d_gres, c->st));
+    CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, (size_t)B * sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost,
+                             c->st));
+    return WK_STATUS_OK;
+}
+
+static int bucket_of(int n) {
+    int k = 0;
+    while ((1 << k) < n) k++;
+    return k;
+}
+
+static wk_status run_decode_graph(struct wk_backend *b, int bk, char *err, size_t err_len) {
+    cu_impl *c = (cu_impl *)b->impl;
+    if (!c->graph[bk] && !c->graph_failed[bk]) {
+        cudaGraph_t g = NULL;
+        CUDA_TRY(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeRelaxed));
+        wk_status s = enqueue_decode(b, 1 << bk, err, err_len);
+        cudaError_t e = cudaStreamEndCapture(c->st, &g);
+        if (s != WK_STATUS_OK) {
+            if (g) cudaGraphDestroy(g);
+            return s;
+        }
+        if (e == cudaSuccess) e = cudaGraphInstantiate(&c->graph[bk], g, 0);
         if (g) cudaGraphDestroy(g);
-        return s;
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            c->graph[bk] = NULL;
+            c->graph_failed[bk] = true; /* eager from now on: the same kernels */
+            wk_log(WK_LOG_WARN, "cuda: decode graph for %d rows unavailable (%s); running eagerly", 1 << bk,
+                   cudaGetErrorString(e));
+        }
     }
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return wk_errf(err, err_len, WK_STATUS_CUDA, "%s: capture failed: %s", __func__, cudaGetErrorString(e));
+    if (c->graph[bk]) {
+        CUDA_TRY(cudaGraphLaunch(c->graph[bk], c->st));
+        return WK_STATUS_OK;
     }
-    e = cudaGraphInstantiate(&c->gexec, g, 0);
-    cudaGraphDestroy(g);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        c->gexec = NULL;
-        return wk_errf(err, err_len, WK_STATUS_CUDA, "%s: instantiate failed: %s", __func__, cudaGetErrorString(e));
+    return enqueue_decode(b, 1 << bk, err, err_len);
+}
+
+// --- the interface ------------------------------------------------------------------------
+
+static wk_status check_batch(const struct wk_backend *b, const struct wk_batch *batch, int *n_rows, int *n_pt,
+                             char *err, size_t err_len) {
+    const cu_impl *c = (const cu_impl *)b->impl;
+    if (!batch || batch->n_seqs < 1 || batch->n_seqs > b->max_seqs)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "batch of %d sequences (1..%d)",
+                       batch ? batch->n_seqs : 0, b->max_seqs);
+    int64_t total = 0, pts = 0;
+    for (int i = 0; i < batch->n_seqs; i++) {
+        const struct wk_batch_seq *s = &batch->seqs[i];
+        if (s->n_tokens < 1 || s->pos < 0 || (int64_t)s->pos + s->n_tokens > b->n_ctx)
+            return wk_errf(err, err_len, WK_STATUS_OUT_OF_RANGE,
+                           "sequence %d: tokens [%d, %lld) do not fit the context of %d", i, s->pos,
+                           (long long)s->pos + s->n_tokens, b->n_ctx);
+        const int need = (s->pos + s->n_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
+        if (!s->pages || s->n_pages < need)
+            return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                           "sequence %d: %d pages cover fewer than %d positions", i, s->n_pages, s->pos + s->n_tokens);
+        for (int p = 0; p < need; p++)
+            if (s->pages[p] < 0 || s->pages[p] >= b->n_kv_pages)
+                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "sequence %d: page id %d outside [0, %d)",
+                               i, s->pages[p], b->n_kv_pages);
+        for (int t = 0; t < s->n_tokens; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= c->V)
+                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "token id %d is outside [0, %d)",
+                               s->tokens[t], c->V);
+        total += s->n_tokens;
+        pts += need;
     }
+    if (total > b->max_step_tokens)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "step of %lld tokens (at most %d)",
+                       (long long)total, b->max_step_tokens);
+    *n_rows = (int)total;
+    *n_pt = (int)pts;
     return WK_STATUS_OK;
 }
 
-// --- ops ---------------------------------------------------------------------------------
-
-static wk_status cu_forward(struct wk_backend *b, const int32_t *tokens, int n, int pos, float *logits,
-                            bool all_logits, char *err, size_t err_len) {
+static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
-    if (n < 1 || pos < 0 || (int64_t)pos + n > b->n_ctx)
-        return wk_errf(err, err_len, WK_STATUS_OUT_OF_RANGE, "%s: tokens [%d, %d) do not fit the context of %d",
-                       __func__, pos, pos + n, b->n_ctx);
-    for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->V)
-            return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: token id %d at %d is outside [0, %d)",
-                           __func__, tokens[i], i, c->V);
-    CUDA_TRY(cudaSetDevice(c->dev)); /* the calling thread may not be the one that created us */
-    if (b->record_hidden) TRY(hidden_reserve(c, n, err, err_len));
+    int n = 0, n_pt = 0;
+    TRY(check_batch(b, batch, &n, &n_pt, err, err_len));
+    CUDA_TRY(cudaSetDevice(c->dev));
+    bool decode = !b->record_hidden && !c->force_eager && batch->n_seqs == n && n <= (1 << (N_BUCKETS - 1)) && n <= c->LR;
+    const int B = decode ? 1 << bucket_of(n) : n;
+    if (decode && (B > c->R || B > c->LR || n_pt + 1 > c->pt_cap)) decode = false;
 
-    if (n == 1) {
-        CUDA_TRY(cudaEventSynchronize(c->ev_step)); /* the previous step has read h_params */
-        c->h_params[0] = tokens[0];
-        c->h_params[1] = pos;
-        if (b->record_hidden || c->graph_off) {
-            TRY(decode_enqueue(b, b->record_hidden, err, err_len));
-        } else {
-            if (!c->gexec) {
-                wk_status s = capture_graph(b, err, err_len);
-                if (s != WK_STATUS_OK) {
-                    fprintf(stderr, "wk cuda: %s; decoding without a graph\n", err);
-                    c->graph_off = true;
-                    TRY(decode_enqueue(b, false, err, err_len));
+    /* metadata into pinned memory (the previous step's copy has been consumed) */
+    CUDA_TRY(cudaEventSynchronize(c->ev_meta));
+    int32_t *tok = meta_tok(c, c->h_meta), *pos = meta_pos(c, c->h_meta), *rpt = meta_rpt(c, c->h_meta);
+    int32_t *lrows = meta_lrows(c, c->h_meta), *pt = meta_pt(c, c->h_meta);
+    int r = 0, po = 0, max_pos = 0;
+    for (int i = 0; i < batch->n_seqs; i++) {
+        const struct wk_batch_seq *s = &batch->seqs[i];
+        const int need = (s->pos + s->n_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
+        memcpy(pt + po, s->pages, (size_t)need * sizeof(int32_t));
+        for (int t = 0; t < s->n_tokens; t++, r++) {
+            tok[r] = s->tokens[t];
+            pos[r] = s->pos + t;
+            rpt[r] = po;
+        }
+        if (s->pos + s->n_tokens - 1 > max_pos) max_pos = s->pos + s->n_tokens - 1;
+        po += need;
+        c->has_logits[i] = s->sample;
+    }
+    c->n_seqs_last = batch->n_seqs;
+    if (decode) {
+        /* padding rows: token 0 at position 0 of the spare page */
+        pt[po] = c->n_pages - 1;
+        for (; r < B; r++) tok[r] = 0, pos[r] = 0, rpt[r] = po;
+        for (int i = 0; i < B; i++) lrows[i] = i;
+        CUDA_TRY(cudaGetLastError());
+        TRY(run_decode_graph(b, bucket_of(n), err, err_len));
+        CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
+        c->gres_valid = true;
+        bool copied = false;
+        for (int i = 0; i < batch->n_seqs; i++)
+            if (batch->seqs[i].logits) {
+                CUDA_TRY(cudaMemcpyAsync(batch->seqs[i].logits, c->sample_logits + (size_t)i * c->V,
+                                         (size_t)c->V * sizeof(float), cudaMemcpyDeviceToHost, c->st));
+                copied = true;
+            }
+        if (copied) CUDA_TRY(cudaStreamSynchronize(c->st));
+        return WK_STATUS_OK;
+    }
+
+    /* eager: any mix of rows */
+    c->gres_valid = false;
+    if (b->record_hidden) {
+        if (c->hidden) cudaFree(c->hidden);
+        c->hidden = NULL;
+        const size_t need = (size_t)(c->n_layer + 1) * n * c->E * sizeof(float);
+        cudaError_t e = cudaMalloc(&c->hidden, need);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            c->hidden = NULL;
+            return wk_errf(err, err_len, WK_STATUS_OOM_DEV, "%s: no room for %zu MiB of hidden states", __func__,
+                           need >> 20);
+        }
+        c->hidden_n = n;
+    }
+    CUDA_TRY(cudaMemcpyAsync(c->d_meta, c->h_meta, meta_count(c) * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+    CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
+    TRY(enqueue_layers(b, n, max_pos / WK_ATT_CHUNK + 1, b->record_hidden, err, err_len));
+
+    /* logits: the sampled rows (into sample_logits), then every row of the
+     * sequences that asked for all, in chunks of LR rows */
+    bool host_copy = false;
+    for (int i = 0, r0 = 0; i < batch->n_seqs; i++) {
+        const struct wk_batch_seq *s = &batch->seqs[i];
+        if (s->sample || s->logits) {
+            /* rows of this sequence whose logits are needed */
+            const int first = s->logits ? 0 : s->n_tokens - 1;
+            for (int t0 = first; t0 < s->n_tokens; t0 += c->LR) {
+                const int cn = s->n_tokens - t0 < c->LR ? s->n_tokens - t0 : c->LR;
+                /* the row list for this chunk goes through a small device copy */
+                CUDA_TRY(cudaEventSynchronize(c->ev_meta));
+                for (int k = 0; k < cn; k++) lrows[k] = r0 + t0 + k;
+                CUDA_TRY(cudaMemcpyAsync(meta_lrows(c, c->d_meta), lrows, (size_t)cn * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, c->st));
+                CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
+                TRY(enqueue_logits(c, meta_lrows(c, c->d_meta), cn, c->logits, err, err_len));
+                const bool has_last = t0 + cn == s->n_tokens;
+                if (s->sample && has_last)
+                    CUDA_TRY(cudaMemcpyAsync(c->sample_logits + (size_t)i * c->V, c->logits + (size_t)(cn - 1) * c->V,
+                                             (size_t)c->V * sizeof(float), cudaMemcpyDeviceToDevice, c->st));
+                if (s->logits) {
+                    CUDA_TRY(cudaMemcpyAsync(s->logits + (size_t)t0 * c->V, c->logits, (size_t)cn * c->V * sizeof(float),
+                                             cudaMemcpyDeviceToHost, c->st));
+                    host_copy = true;
+                    CUDA_TRY(cudaStreamSynchronize(c->st)); /* c->logits is reused by the next chunk */
                 }
             }
-            if (c->gexec) CUDA_TRY(cudaGraphLaunch(c->gexec, c->st));
         }
-        CUDA_TRY(cudaEventRecord(c->ev_step, c->st));
-        c->d_last = c->logits;
-        c->gres_valid = true;
-        if (logits) {
-            CUDA_TRY(cudaMemcpyAsync(logits, c->logits, (size_t)c->V * sizeof(float), cudaMemcpyDeviceToHost, c->st));
-            CUDA_TRY(cudaStreamSynchronize(c->st));
-        }
-        return WK_STATUS_OK;
+        r0 += s->n_tokens;
     }
-    c->gres_valid = false;
-    for (int c0 = 0; c0 < n; c0 += c->P) {
-        const int cn = n - c0 < c->P ? n - c0 : c->P;
-        TRY(prefill_chunk(b, tokens + c0, cn, pos + c0, c0, logits, all_logits, c0 + cn == n, err, err_len));
-    }
-    CUDA_TRY(cudaEventRecord(c->ev_step, c->st));
-    CUDA_TRY(cudaStreamSynchronize(c->st));
+    if (host_copy) CUDA_TRY(cudaStreamSynchronize(c->st));
     return WK_STATUS_OK;
 }
 
-static wk_status cu_sample(struct wk_backend *b, const struct wk_sampling *p, const int32_t *history,
-                           size_t n_history, uint64_t step, struct wk_sample_out *out, char *err, size_t err_len) {
+static wk_status cu_sample(struct wk_backend *b, const struct wk_sample_req *reqs, int n, struct wk_sample_out *out,
+                           char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
-    if (!c->d_last) return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no forward pass yet", __func__);
     CUDA_TRY(cudaSetDevice(c->dev));
-    const bool pen = p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && history && n_history > 0;
-    if (c->gres_valid && !(p->temperature > 0.0f) && !pen && p->n_logprobs <= 0) {
-        /* computed at the end of the decode step */
-        CUDA_TRY(cudaStreamSynchronize(c->st));
-        out->token = c->h_gres->token;
-        out->logprob = c->h_gres->logprob;
-        out->n_top = 0;
-        return WK_STATUS_OK;
+    bool need_greedy = false;
+    if (n < 0 || n > b->max_seqs)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%d sampling requests (at most %d)", n, b->max_seqs);
+    for (int i = 0; i < n; i++) {
+        const struct wk_sample_req *q = &reqs[i];
+        if (q->seq < 0 || q->seq >= c->n_seqs_last || !c->has_logits[q->seq])
+            return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "sequence %d of the last step has no logits",
+                           q->seq);
     }
-    int n_win = 0;
-    if (pen) {
-        size_t w = (size_t)p->repeat_last_n < n_history ? (size_t)p->repeat_last_n : n_history;
-        if (w > (size_t)c->smp.hist_cap) w = (size_t)c->smp.hist_cap; /* the window's tail: the ids nearest */
-        n_win = (int)w;
-        memcpy(c->h_hist, history + (n_history - w), w * sizeof(int32_t));
-        CUDA_TRY(cudaMemcpyAsync(c->smp.hist, c->h_hist, w * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+    const int hist_cap = c->smp.hist_cap;
+    for (int i = 0; i < n; i++) {
+        const struct wk_sample_req *q = &reqs[i];
+        const struct wk_sampling *p = q->p;
+        const bool pen = p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && q->history && q->n_history > 0;
+        if (!(p->temperature > 0.0f) && !pen && p->n_logprobs <= 0) {
+            need_greedy = true;
+            continue;
+        }
+        int n_win = 0;
+        if (pen) {
+            size_t w = (size_t)p->repeat_last_n < q->n_history ? (size_t)p->repeat_last_n : q->n_history;
+            if (w > (size_t)hist_cap) w = (size_t)hist_cap;
+            n_win = (int)w;
+            int32_t *hh = c->h_hist + (size_t)i * hist_cap;
+            memcpy(hh, q->history + (q->n_history - w), w * sizeof(int32_t));
+            CUDA_TRY(cudaMemcpyAsync(c->smp.hist, hh, w * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
+        }
+        CUDA_TRY(wk_cu_sample(&c->smp, c->sample_logits + (size_t)q->seq * c->V, p, n_win, q->step, c->st));
+        CUDA_TRY(cudaMemcpyAsync(&c->h_res[i], c->smp.res, sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost, c->st));
     }
-    CUDA_TRY(wk_cu_sample(&c->smp, c->d_last, p, n_win, step, c->st));
-    CUDA_TRY(cudaMemcpyAsync(c->h_res, c->smp.res, sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost, c->st));
+    if (need_greedy && !c->gres_valid) {
+        CUDA_TRY(wk_cu_greedy_rows(c->sample_logits, c->V, c->n_seqs_last, c->d_gres, c->st));
+        CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, (size_t)c->n_seqs_last * sizeof(wk_cu_sample_res),
+                                 cudaMemcpyDeviceToHost, c->st));
+        c->gres_valid = true;
+    }
     CUDA_TRY(cudaStreamSynchronize(c->st));
-    out->token = c->h_res->token;
-    out->logprob = c->h_res->logprob;
-    out->n_top = c->h_res->n_top;
-    for (int j = 0; j < out->n_top; j++) {
-        out->top_ids[j] = c->h_res->top_ids[j];
-        out->top_logprobs[j] = c->h_res->top_logprobs[j];
+    for (int i = 0; i < n; i++) {
+        const struct wk_sampling *p = reqs[i].p;
+        const bool pen = p->repetition_penalty != 1.0f && p->repeat_last_n > 0 && reqs[i].history &&
+                         reqs[i].n_history > 0;
+        const wk_cu_sample_res *r = (!(p->temperature > 0.0f) && !pen && p->n_logprobs <= 0) ? &c->h_gres[reqs[i].seq]
+                                                                                               : &c->h_res[i];
+        out[i].token = r->token;
+        out[i].logprob = r->logprob;
+        out[i].n_top = r->n_top;
+        for (int j = 0; j < r->n_top; j++) {
+            out[i].top_ids[j] = r->top_ids[j];
+            out[i].top_logprobs[j] = r->top_logprobs[j];
+        }
     }
     return WK_STATUS_OK;
 }
@@ -555,11 +601,11 @@ static wk_status cu_sample(struct wk_backend *b, const struct wk_sampling *p, co
 static wk_status cu_get_hidden(struct wk_backend *b, int layer, float *dst, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
     if (!c->hidden || !b->record_hidden || layer < 0 || layer > c->n_layer)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: no hidden state for layer %d (record_hidden off?)",
-                       __func__, layer);
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                       "%s: no hidden state for layer %d (record_hidden off?)", __func__, layer);
     CUDA_TRY(cudaSetDevice(c->dev));
     CUDA_TRY(cudaStreamSynchronize(c->st));
-    CUDA_TRY(cudaMemcpy(dst, hidden_at(c, layer, 0), (size_t)c->hidden_n * c->E * sizeof(float),
+    CUDA_TRY(cudaMemcpy(dst, c->hidden + (size_t)layer * c->hidden_n * c->E, (size_t)c->hidden_n * c->E * 4,
                         cudaMemcpyDeviceToHost));
     return WK_STATUS_OK;
 }
@@ -569,23 +615,24 @@ static void cu_destroy(struct wk_backend *b) {
     cu_impl *c = (cu_impl *)b->impl;
     if (c) {
         if (c->st) cudaStreamSynchronize(c->st);
-        if (c->gexec) cudaGraphExecDestroy(c->gexec);
-        if (c->blas) cublasDestroy(c->blas);
-        if (c->ev_step) cudaEventDestroy(c->ev_step);
+        for (int i = 0; i < N_BUCKETS; i++)
+            if (c->graph[i]) cudaGraphExecDestroy(c->graph[i]);
         for (int i = 0; i < 2; i++) {
             if (c->ev_stage[i]) cudaEventDestroy(c->ev_stage[i]);
             if (c->h_stage[i]) cudaFreeHost(c->h_stage[i]);
         }
-        if (c->h_params) cudaFreeHost(c->h_params);
-        if (c->h_tok) cudaFreeHost(c->h_tok);
-        if (c->h_hist) cudaFreeHost(c->h_hist);
-        if (c->h_res) cudaFreeHost(c->h_res);
+        if (c->ev_meta) cudaEventDestroy(c->ev_meta);
+        if (c->h_meta) cudaFreeHost(c->h_meta);
         if (c->h_gres) cudaFreeHost(c->h_gres);
+        if (c->h_res) cudaFreeHost(c->h_res);
+        if (c->h_hist) cudaFreeHost(c->h_hist);
         if (c->hidden) cudaFree(c->hidden);
         if (c->warena) cudaFree(c->warena);
+        if (c->karena) cudaFree(c->karena);
         if (c->sarena) cudaFree(c->sarena);
         if (c->st) cudaStreamDestroy(c->st);
         free(c->L);
+        free(c->has_logits);
         free(c);
     }
     free(b);
@@ -598,68 +645,189 @@ static const struct wk_backend_ops cu_ops = {
 // --- creation --------------------------------------------------------------------------------
 
 /* Carve the state arena; with base == NULL only counts. Returns bytes. */
-static size_t carve_state(cu_impl *c, int n_ctx, uint8_t *base) {
+static size_t carve_state(cu_impl *c, int n_ctx, int max_seqs, uint8_t *base) {
     size_t off = 0;
 #define CARVE(ptr, type, count)                                             \
     do {                                                                    \
         if (base) ptr = (type *)(base + off);                               \
-        off += al256((size_t)(count) * sizeof(type));                       \
+        off += wk_al256((size_t)(count) * sizeof(type));                    \
     } while (0)
-    const size_t kv = (size_t)c->n_layer * n_ctx * c->kvd;
-    CARVE(c->kc, __half, kv);
-    CARVE(c->vc, __half, kv);
-    c->kv_bytes = 2 * al256(kv * sizeof(__half));
-    CARVE(c->rope_cs, float2, (size_t)n_ctx * (c->rd / 2 > 0 ? c->rd / 2 : 1));
-    CARVE(c->dx, float, c->E);
-    CARVE(c->dq, float, c->qd);
-    CARVE(c->dpart, float, (size_t)c->n_head * c->max_split * (c->hd + 2));
-    CARVE(c->dattn, float, c->qd);
-    CARVE(c->dcount, unsigned, c->n_head);
-    CARVE(c->dact, float, c->n_ff);
-    CARVE(c->dparams, int, 2);
-    CARVE(c->d_gres, wk_cu_sample_res, 1);
-    CARVE(c->logits, float, (size_t)LOGIT_ROWS * c->V);
-    const int W = c->E > c->qd ? (c->E > c->n_ff ? c->E : c->n_ff) : (c->qd > c->n_ff ? c->qd : c->n_ff);
-    const size_t P = (size_t)c->P;
-    CARVE(c->px, float, P * c->E);
-    CARVE(c->ph, float, P * W);
-    CARVE(c->pq, float, P * c->qd);
-    CARVE(c->pk, float, P * c->kvd);
-    CARVE(c->pv, float, P * c->kvd);
-    CARVE(c->pa, float, P * c->qd);
-    CARVE(c->pg, float, P * c->n_ff);
-    CARVE(c->pu, float, P * c->n_ff);
-    CARVE(c->p16, __half, P * W);
-    CARVE(c->ptok, int32_t, P);
-    CARVE(c->wtmp, __half, c->wtmp_elems > 0 ? c->wtmp_elems : 1);
-    uint8_t *ws = NULL;
-    CARVE(ws, uint8_t, BLAS_WS_BYTES);
-    c->blas_ws = ws;
-    const size_t sb = wk_cu_sampler_bytes(c->V, n_ctx + 1);
+    const size_t R = (size_t)c->R;
+    const int half = c->rd / 2 > 0 ? c->rd / 2 : 1;
+    for (int i = 0; i < c->n_rope_tabs; i++) CARVE(c->rope_cs[i], float2, (size_t)n_ctx * half);
+    CARVE(c->d_meta, int32_t, meta_count(c));
+    CARVE(c->x, float, R * c->E);
+    CARVE(c->tmp, float, R * c->E);
+    CARVE(c->h32, float, R * c->ld);
+    CARVE(c->h16, __half, R * c->ld);
+    CARVE(c->qkv, float, R * (c->qd + 2 * c->kvd));
+    CARVE(c->q, float, R * c->qd);
+    CARVE(c->gu, float, R * 2 * c->n_ff);
+    CARVE(c->part, float, R * c->n_head * c->max_split * (c->hd + 2));
+    CARVE(c->lg32, float, (size_t)roundup(c->LR, WK_GEMM_MROWS) * c->ld);
+    CARVE(c->lg16, __half, (size_t)roundup(c->LR, WK_GEMM_MROWS) * c->ld);
+    CARVE(c->logits, float, (size_t)c->LR * c->V);
+    CARVE(c->sample_logits, float, (size_t)c->LR * c->V);
+    CARVE(c->d_gres, wk_cu_sample_res, c->LR);
     uint8_t *smem = NULL;
-    CARVE(smem, uint8_t, sb);
-    if (base) wk_cu_sampler_init(&c->smp, c->V, n_ctx + 1, smem);
+    const int hist_cap = n_ctx + 1;
+    CARVE(smem, uint8_t, wk_cu_sampler_bytes(c->V, hist_cap));
+    if (base) wk_cu_sampler_init(&c->smp, c->V, hist_cap, smem);
 #undef CARVE
+    (void)max_seqs;
     return off;
 }
 
-static size_t mat_elems_if_dequant(const wk_tensor *t) {
-    if (!t->data || t->type == GGML_TYPE_F32 || t->type == GGML_TYPE_F16) return 0;
-    return (size_t)t->ne[0] * (size_t)t->ne[1];
-}
-
-extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx, int device, struct wk_backend **out,
-                                            char *err, size_t err_len) {
-    *out = NULL;
+static wk_status check_model(const wk_model *m, char *err, size_t err_len) {
     const wk_hparams *hp = &m->hp;
-    if (n_ctx < 1 || n_ctx > (1 << 20))
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: context %d is outside [1, 1048576]", __func__, n_ctx);
-    if (hp->head_dim % 8 || hp->head_dim > WK_CU_MAX_HEAD_DIM || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim ||
+    if (hp->head_dim % 8 || hp->head_dim > 256 || hp->rope_dim % 2 || hp->rope_dim > hp->head_dim ||
         hp->n_head_kv < 1 || hp->n_head % hp->n_head_kv)
         return wk_errf(err, err_len, WK_STATUS_BAD_MODEL,
                        "%s: head_dim %d / rope_dim %d / heads %d:%d are outside what the kernels support "
-                       "(head_dim a multiple of 8 up to %d, even rope_dim <= head_dim, n_head a multiple of n_head_kv)",
-                       __func__, hp->head_dim, hp->rope_dim, hp->n_head, hp->n_head_kv, WK_CU_MAX_HEAD_DIM);
+                       "(head_dim a multiple of 8 up to 256, even rope_dim <= head_dim, n_head a multiple of n_head_kv)",
+                       __func__, hp->head_dim, hp->rope_dim, hp->n_head, hp->n_head_kv);
+    return WK_STATUS_OK;
+}
+
+/* The shapes the kernels and buffers are sized by (no allocation). */
+static void set_shapes(struct wk_backend *b, cu_impl *c, const wk_model *m, int n_ctx, int max_seqs, int max_rows) {
+    const wk_hparams *hp = &m->hp;
+    b->n_ctx = n_ctx;
+    b->n_vocab = hp->n_vocab;
+    b->max_seqs = max_seqs;
+    b->max_step_tokens = max_rows;
+    c->E = hp->n_embd, c->n_head = hp->n_head, c->n_kv = hp->n_head_kv, c->hd = hp->head_dim;
+    c->rd = hp->rope_dim, c->neox = hp->rope_type == WK_ROPE_NEOX, c->gelu = hp->act == WK_ACT_GELU_TANH;
+    c->qd = hp->n_head * hp->head_dim, c->kvd = hp->n_head_kv * hp->head_dim;
+    c->n_ff = hp->n_ff, c->V = hp->n_vocab, c->n_layer = hp->n_layer;
+    c->eps = hp->rms_eps, c->embd_scale = hp->embd_scale, c->attn_scale = hp->attn_scale;
+    int w = c->E > c->qd ? c->E : c->qd;
+    if (c->n_ff > w) w = c->n_ff;
+    c->ld = roundup(w, WK_GEMM_BK);
+    c->LR = max_seqs > 64 ? max_seqs : 64;
+    const int bucket_rows = 1 << bucket_of(max_seqs); /* the largest decode graph */
+    c->R = roundup(max_rows > bucket_rows ? max_rows : bucket_rows, WK_GEMM_MROWS);
+    c->max_split = wk_cdiv(n_ctx, WK_ATT_CHUNK);
+    c->pt_cap = max_seqs * wk_cdiv(n_ctx, WK_KV_PAGE_TOKENS) + max_rows + 1;
+    c->n_rope_tabs = count_ropes(m, n_ctx);
+}
+
+static wk_status open_device(struct wk_backend *b, cu_impl *c, int device, char *err, size_t err_len) {
+    cudaDeviceProp prop;
+    c->dev = device;
+    CUDA_TRY(cudaSetDevice(device));
+    CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    c->n_sm = prop.multiProcessorCount;
+    snprintf(b->info.device, sizeof b->info.device, "%.127s", prop.name);
+    b->info.mem_total = prop.totalGlobalMem;
+    CUDA_TRY(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
+    CUDA_TRY(cudaEventCreateWithFlags(&c->ev_stage[0], cudaEventDisableTiming));
+    CUDA_TRY(cudaEventCreateWithFlags(&c->ev_stage[1], cudaEventDisableTiming));
+    CUDA_TRY(cudaEventCreateWithFlags(&c->ev_meta, cudaEventDisableTiming));
+    return WK_STATUS_OK;
+}
+
+/* The KV pool: kv_tokens when configured, else as many pages as fit in 90%
+ * of the free VRAM after weights, state and a reserve, at most n_ctx per
+ * sequence. OOM_DEV with the numbers when that is not even one sequence. */
+static wk_status size_kv_pool(struct wk_backend *b, cu_impl *c, int kv_tokens, char *err, size_t err_len) {
+    size_t free_b = 0, total_b = 0;
+    c->wbytes = weights_bytes(b->model);
+    c->sbytes = carve_state(c, b->n_ctx, b->max_seqs, NULL);
+    CUDA_TRY(cudaMemGetInfo(&free_b, &total_b));
+    const size_t page_bytes = (size_t)2 * c->n_layer * WK_KV_PAGE_TOKENS * c->kvd * sizeof(__half);
+    const size_t reserve = (size_t)256 << 20; /* context, graphs, hidden states of tests */
+    const size_t fixed = c->wbytes + c->sbytes + reserve;
+    const int64_t seq_pages = wk_cdiv(b->n_ctx, WK_KV_PAGE_TOKENS);
+    int64_t n_pages;
+    if (kv_tokens > 0) {
+        n_pages = ((int64_t)kv_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
+    } else {
+        const int64_t fit = free_b > fixed ? (int64_t)((double)(free_b - fixed) * 0.9 / (double)page_bytes) - 1 : 0;
+        n_pages = seq_pages * b->max_seqs;
+        if (fit < n_pages) n_pages = fit > 0 ? fit : 0;
+    }
+    if (n_pages > (1 << 24)) n_pages = 1 << 24;
+    const size_t kv_need = (size_t)(n_pages + 1) * page_bytes;
+    if (n_pages < 1 || fixed + kv_need > free_b || (kv_tokens <= 0 && n_pages < seq_pages))
+        return wk_errf(err, err_len, WK_STATUS_OOM_DEV,
+                       "%s: %s has %zu MiB free; the model needs %zu MiB of weights + %zu MiB of activations "
+                       "(%d-token steps) + %zu MiB reserve, and a KV pool of %lld tokens (%zu MiB at %zu KiB a "
+                       "page of %d tokens; one %d-token sequence needs %lld pages)",
+                       __func__, b->info.device, free_b >> 20, c->wbytes >> 20, c->sbytes >> 20,
+                       b->max_step_tokens, reserve >> 20, (long long)n_pages * WK_KV_PAGE_TOKENS, kv_need >> 20,
+                       page_bytes >> 10, WK_KV_PAGE_TOKENS, b->n_ctx, (long long)seq_pages);
+    b->n_kv_pages = (int)n_pages;
+    c->n_pages = (int)n_pages + 1; /* + the spare page of graph padding rows */
+    c->kvbytes = (size_t)c->n_pages * page_bytes;
+    return WK_STATUS_OK;
+}
+
+/* The three device arenas, the state carved out of one, pinned host buffers. */
+static wk_status alloc_arenas(struct wk_backend *b, cu_impl *c, char *err, size_t err_len) {
+    cudaError_t e = cudaMalloc(&c->warena, c->wbytes);
+    if (e == cudaSuccess) e = cudaMalloc(&c->sarena, c->sbytes);
+    if (e == cudaSuccess) e = cudaMalloc(&c->karena, c->kvbytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return wk_errf(err, err_len, WK_STATUS_OOM_DEV, "%s: cudaMalloc of %zu + %zu + %zu MiB failed: %s", __func__,
+                       c->wbytes >> 20, c->sbytes >> 20, c->kvbytes >> 20, cudaGetErrorString(e));
+    }
+    carve_state(c, b->n_ctx, b->max_seqs, c->sarena);
+    c->kc = (__half *)c->karena;
+    c->vc = c->kc + (size_t)c->n_layer * c->n_pages * WK_KV_PAGE_TOKENS * c->kvd;
+    CUDA_TRY(cudaMallocHost(&c->h_stage[0], STAGE_BYTES));
+    CUDA_TRY(cudaMallocHost(&c->h_stage[1], STAGE_BYTES));
+    CUDA_TRY(cudaMallocHost(&c->h_meta, meta_count(c) * sizeof(int32_t)));
+    CUDA_TRY(cudaMallocHost(&c->h_gres, (size_t)c->LR * sizeof(wk_cu_sample_res)));
+    CUDA_TRY(cudaMallocHost(&c->h_res, (size_t)b->max_seqs * sizeof(wk_cu_sample_res)));
+    CUDA_TRY(cudaMallocHost(&c->h_hist, (size_t)b->max_seqs * c->smp.hist_cap * sizeof(int32_t)));
+    b->info.mem_weights = c->wbytes;
+    b->info.mem_kv = c->kvbytes;
+    b->info.mem_scratch = c->sbytes;
+    return WK_STATUS_OK;
+}
+
+/* KV pool and state to zero: the padding columns and rows of the GEMM inputs
+ * stay zero from here on. */
+static wk_status zero_state(cu_impl *c, char *err, size_t err_len) {
+    CUDA_TRY(cudaMemsetAsync(c->karena, 0, c->kvbytes, c->st));
+    CUDA_TRY(cudaMemsetAsync(c->d_meta, 0, c->sbytes - (size_t)((uint8_t *)c->d_meta - c->sarena), c->st));
+    CUDA_TRY(cudaMemsetAsync(c->smp.counter, 0, sizeof(unsigned), c->st));
+    CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
+    CUDA_TRY(cudaStreamSynchronize(c->st));
+    return WK_STATUS_OK;
+}
+
+/* Before Ready: one eager step (the kernels load outside any capture) and
+ * one decode step (the 1-row graph is captured). They write position 0 of
+ * the pool's last page, which its next owner overwrites before reading. */
+static wk_status warm_up(struct wk_backend *b, char *err, size_t err_len) {
+    cu_impl *c = (cu_impl *)b->impl;
+    const int32_t tok0 = 0, page = b->n_kv_pages - 1;
+    struct wk_batch_seq q = {&tok0, 1, 0, &page, 1, 0, false, NULL};
+    struct wk_batch batch = {1, &q};
+    c->force_eager = true;
+    wk_status s = cu_forward(b, &batch, err, err_len);
+    c->force_eager = false;
+    TRY(s);
+    TRY(cu_forward(b, &batch, err, err_len));
+    CUDA_TRY(cudaStreamSynchronize(c->st));
+    return WK_STATUS_OK;
+}
+
+extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const struct wk_backend_config *cfg,
+                                            struct wk_backend **out, char *err, size_t err_len) {
+    *out = NULL;
+    const wk_hparams *hp = &m->hp;
+    const struct wk_backend_config c0 = cfg ? *cfg : wk_backend_config{};
+    const int n_ctx = c0.n_ctx > 0 ? c0.n_ctx : wk_backend_default_ctx(hp->n_ctx_train);
+    const int max_seqs = c0.max_seqs > 0 ? c0.max_seqs : 64;
+    const int max_rows = c0.max_step_tokens > 0 ? c0.max_step_tokens : 512;
+    if (n_ctx > (1 << 20))
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: context %d is outside [1, 1048576]", __func__,
+                       n_ctx);
+    TRY(check_model(m, err, err_len));
     int n_dev = 0;
     cudaError_t e0 = cudaGetDeviceCount(&n_dev);
     if (e0 != cudaSuccess || n_dev == 0) {
@@ -667,175 +835,38 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, int n_ctx,
         return wk_errf(err, err_len, WK_STATUS_UNAVAILABLE, "%s: no CUDA device (%s)", __func__,
                        e0 != cudaSuccess ? cudaGetErrorString(e0) : "none found");
     }
-    if (device < 0 || device >= n_dev)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: device %d is outside [0, %d)", __func__, device,
-                       n_dev);
+    if (c0.device < 0 || c0.device >= n_dev)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "%s: device %d is outside [0, %d)", __func__,
+                       c0.device, n_dev);
 
     struct wk_backend *b = (struct wk_backend *)calloc(1, sizeof *b);
     cu_impl *c = (cu_impl *)calloc(1, sizeof *c);
     if (!b || !c) {
-        free(b);
-        free(c);
+        free(b), free(c);
         return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
     }
     b->ops = &cu_ops;
     b->model = m;
-    b->n_ctx = n_ctx;
     b->impl = c;
+    set_shapes(b, c, m, n_ctx, max_seqs, max_rows);
     wk_status s = WK_STATUS_OK;
-#define FAIL_IF(expr)                   \
-    do {                                \
-        s = (expr);                     \
-        if (s != WK_STATUS_OK) goto fail; \
-    } while (0)
-
-    c->dev = device;
-    c->E = hp->n_embd;
-    c->n_head = hp->n_head;
-    c->n_kv = hp->n_head_kv;
-    c->hd = hp->head_dim;
-    c->rd = hp->rope_dim;
-    c->neox = hp->rope_type == WK_ROPE_NEOX;
-    c->qd = hp->n_head * hp->head_dim;
-    c->kvd = hp->n_head_kv * hp->head_dim;
-    c->n_ff = hp->n_ff;
-    c->V = hp->n_vocab;
-    c->n_layer = hp->n_layer;
-    c->eps = hp->rms_eps;
-    c->max_split = wk_cdiv(n_ctx, WK_CU_ATT_CHUNK);
-    c->P = n_ctx < PREFILL_ROWS ? n_ctx : PREFILL_ROWS;
-    c->graph_off = getenv("WK_CUDA_NOGRAPH") != NULL; /* for measuring what the graph saves */
-    if (c->P < 1) c->P = 1;
-    {
-        size_t we = 0;
-        for (int l = 0; l < hp->n_layer; l++) {
-            const wk_layer *L = &m->layers[l];
-            const wk_tensor *mats[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-            for (int i = 0; i < 7; i++)
-                if (mat_elems_if_dequant(mats[i]) > we) we = mat_elems_if_dequant(mats[i]);
-        }
-        size_t oe = mat_elems_if_dequant(&m->output);
-        const size_t cap = (size_t)8 << 20; /* output tiles: at most 8M elements (16 MiB) at a time */
-        if (oe > cap) oe = cap;
-        if (oe > we) we = oe;
-        if (we > 0 && we < (size_t)hp->n_embd) we = (size_t)hp->n_embd;
-        c->wtmp_elems = we;
-    }
-
-    {
-        char e2[256];
-        (void)e2;
-        cudaError_t e;
-#define CU(x)                                                                                           \
-    do {                                                                                                \
-        e = (x);                                                                                        \
-        if (e != cudaSuccess) {                                                                         \
-            (void)cudaGetLastError();                                                                   \
-            s = wk_errf(err, err_len, WK_STATUS_CUDA, "%s: %s failed: %s", __func__, #x, cudaGetErrorString(e)); \
-            goto fail;                                                                                  \
-        }                                                                                               \
-    } while (0)
-        CU(cudaSetDevice(device));
-        cudaDeviceProp prop;
-        CU(cudaGetDeviceProperties(&prop, device));
-        c->n_sm = prop.multiProcessorCount;
-        snprintf(b->info.device, sizeof b->info.device, "%.127s", prop.name);
-        b->info.mem_total = prop.totalGlobalMem;
-        CU(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
-        CU(cudaEventCreateWithFlags(&c->ev_step, cudaEventDisableTiming));
-        CU(cudaEventCreateWithFlags(&c->ev_stage[0], cudaEventDisableTiming));
-        CU(cudaEventCreateWithFlags(&c->ev_stage[1], cudaEventDisableTiming));
-
-        c->wbytes = weights_bytes(m);
-        c->sbytes = carve_state(c, n_ctx, NULL);
-        size_t free_b = 0, total_b = 0;
-        CU(cudaMemGetInfo(&free_b, &total_b));
-        const size_t reserve = (size_t)256 << 20; /* context, cuBLAS, graph */
-        if (c->wbytes + c->sbytes + reserve > free_b) {
-            s = wk_errf(err, err_len, WK_STATUS_OOM_DEV,
-                        "%s: %s has %zu MiB free; the model needs %zu MiB of weights + %zu MiB of KV cache and "
-                        "activations for a %d-token context (+%zu MiB reserve)",
-                        __func__, prop.name, free_b >> 20, c->wbytes >> 20, c->sbytes >> 20, n_ctx, reserve >> 20);
-            goto fail;
-        }
-        e = cudaMalloc(&c->warena, c->wbytes);
-        if (e == cudaSuccess) e = cudaMalloc(&c->sarena, c->sbytes);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            s = wk_errf(err, err_len, WK_STATUS_OOM_DEV, "%s: cudaMalloc of %zu + %zu MiB failed: %s", __func__,
-                        c->wbytes >> 20, c->sbytes >> 20, cudaGetErrorString(e));
-            goto fail;
-        }
-        carve_state(c, n_ctx, c->sarena);
-        CU(cudaMallocHost(&c->h_stage[0], STAGE_BYTES));
-        CU(cudaMallocHost(&c->h_stage[1], STAGE_BYTES));
-        CU(cudaMallocHost(&c->h_params, 2 * sizeof(int)));
-        CU(cudaMallocHost(&c->h_tok, (size_t)c->P * sizeof(int32_t)));
-        CU(cudaMallocHost(&c->h_hist, (size_t)(n_ctx + 1) * sizeof(int32_t)));
-        CU(cudaMallocHost(&c->h_res, sizeof(wk_cu_sample_res)));
-        CU(cudaMallocHost(&c->h_gres, sizeof(wk_cu_sample_res)));
-        int max_in = c->E > c->qd ? c->E : c->qd;
-        if (c->n_ff > max_in) max_in = c->n_ff;
-        CU(wk_cu_kernels_init(max_in, c->hd, getenv("WK_CUDA_NOPDL") == NULL));
-        c->L = (cu_layer *)calloc((size_t)c->n_layer, sizeof(cu_layer));
-        if (!c->L) {
-            s = wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
-            goto fail;
-        }
-        if (cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
-            c->blas = NULL;
-            s = wk_errf(err, err_len, WK_STATUS_CUBLAS, "%s: cublasCreate failed", __func__);
-            goto fail;
-        }
-        if (cublasSetStream(c->blas, c->st) != CUBLAS_STATUS_SUCCESS ||
-            cublasSetWorkspace(c->blas, c->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS ||
-            cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
-            s = wk_errf(err, err_len, WK_STATUS_CUBLAS, "%s: cuBLAS stream/workspace setup failed", __func__);
-            goto fail;
-        }
-        // rope table, computed as the CPU backend does (angle in double)
-        {
-            const int hr = c->rd / 2 > 0 ? c->rd / 2 : 1;
-            float2 *tab = (float2 *)malloc((size_t)n_ctx * hr * sizeof(float2));
-            if (!tab) {
-                s = wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory for the rope table", __func__);
-                goto fail;
-            }
-            for (int p = 0; p < n_ctx; p++)
-                for (int i = 0; i < c->rd / 2; i++) {
-                    double ang = (double)p * pow((double)hp->rope_theta, -2.0 * i / c->rd);
-                    tab[(size_t)p * hr + i] = make_float2((float)cos(ang), (float)sin(ang));
-                }
-            uploader u = {c, 0, NULL};
-            s = stage_copy(&u, (uint8_t *)c->rope_cs, tab, (size_t)n_ctx * hr * sizeof(float2), err, err_len);
-            free(tab);
-            if (s != WK_STATUS_OK) goto fail;
-        }
-        FAIL_IF(upload_weights(c, m, err, err_len));
-        CU(cudaMemsetAsync(c->kc, 0, c->kv_bytes, c->st));
-        CU(cudaMemsetAsync(c->dcount, 0, (size_t)c->n_head * sizeof(unsigned), c->st));
-        CU(cudaMemsetAsync(c->smp.counter, 0, sizeof(unsigned), c->st));
-        CU(cudaStreamSynchronize(c->st));
-#undef CU
-    }
-    b->info.mem_weights = c->wbytes;
-    b->info.mem_kv = c->kv_bytes;
-    b->info.mem_scratch = c->sbytes - c->kv_bytes;
-    {
-        /* Warm-up before Ready: a 2-token prefill (cuBLAS kernels loaded) and
-         * one decode step (the graph captured), so the first request's time to
-         * first token does not pay for them. It writes KV positions 0..1,
-         * which every request overwrites before reading. */
-        const int32_t warm[2] = {0, 0};
-        if (n_ctx >= 2) {
-            FAIL_IF(cu_forward(b, warm, 2, 0, NULL, false, err, err_len));
-            FAIL_IF(cu_forward(b, warm, 1, 1, NULL, false, err, err_len));
-        }
+    c->has_logits = (bool *)calloc((size_t)max_seqs, sizeof(bool));
+    c->L = (cu_layer *)calloc(c->n_layer > 0 ? (size_t)c->n_layer : 1, sizeof(cu_layer));
+    if (!c->has_logits || !c->L)
+        s = wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
+    else if (c->n_rope_tabs > MAX_ROPES)
+        s = wk_errf(err, err_len, WK_STATUS_BAD_MODEL, "%s: more than %d distinct rope settings", __func__, MAX_ROPES);
+    if (s == WK_STATUS_OK) s = open_device(b, c, c0.device, err, err_len);
+    if (s == WK_STATUS_OK) s = size_kv_pool(b, c, c0.kv_tokens, err, err_len);
+    if (s == WK_STATUS_OK) s = alloc_arenas(b, c, err, err_len);
+    if (s == WK_STATUS_OK) s = upload_weights(c, m, err, err_len);
+    if (s == WK_STATUS_OK) s = upload_ropes(c, m, n_ctx, err, err_len);
+    if (s == WK_STATUS_OK) s = zero_state(c, err, err_len);
+    if (s == WK_STATUS_OK) s = warm_up(b, err, err_len);
+    if (s != WK_STATUS_OK) {
+        cu_destroy(b);
+        return s;
     }
     *out = b;
     return WK_STATUS_OK;
-fail:
-    cu_destroy(b);
-    return s;
-#undef FAIL_IF
 }

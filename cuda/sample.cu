@@ -14,7 +14,7 @@
 #include <cub/cub.cuh>
 #include <math.h>
 
-#include "cuda/kernels.cuh"
+#include "cuda/ops.cuh"
 #include "core/rng.h"
 
 #define RED_THREADS 256
@@ -36,7 +36,7 @@ __device__ __forceinline__ uint32_t fkey_d(float f) {
 
 __device__ __forceinline__ float clean(float v) { return v == v ? v : -INFINITY; }
 
-static size_t al256(size_t x) { return (x + 255) & ~(size_t)255; }
+#define al256 wk_al256
 
 static int red_blocks(int n) {
     int b = (n + 1023) / 1024;
@@ -350,9 +350,61 @@ __global__ void finalize_kernel(const float *raw, int n, const int32_t *ids, int
 
 // --- launchers -----------------------------------------------------------------------
 
-cudaError_t wk_cu_sample_greedy(wk_cu_sampler *s, const float *logits, wk_cu_sample_res *res, cudaStream_t st) {
-    reduce_kernel<<<s->n_red, RED_THREADS, 0, st>>>(logits, logits, s->n_vocab, (red_part *)s->red, s->counter, 1,
-                                                     res);
+/* One block per row: argmax (ties to the lower id) and max of the row, then
+ * sum exp(x - max) in double; the logprob of the argmax. Fixed order: thread
+ * t takes elements t, t + 1024, ...; the block folds threads in index order
+ * through the warp trees. NaN counts as -inf, as on the CPU. */
+#define GREEDY_THREADS 1024
+__global__ void __launch_bounds__(GREEDY_THREADS)
+    greedy_rows_kernel(const float *logits, int n, wk_cu_sample_res *res) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ double sd[32];
+    const float *x = logits + (size_t)blockIdx.x * n;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    float bv = -INFINITY;
+    int bi = n;
+#pragma unroll 8
+    for (int i = threadIdx.x; i < n; i += GREEDY_THREADS) argmax_merge(bv, bi, clean(x[i]), i);
+    warp_argmax(bv, bi);
+    if (lane == 0) sv[w] = bv, si[w] = bi;
+    __syncthreads();
+    if (w == 0) {
+        bv = sv[lane], bi = si[lane];
+        warp_argmax(bv, bi);
+        if (lane == 0) sv[0] = bv, si[0] = bi;
+    }
+    __syncthreads();
+    const float mx = sv[0];
+    const int tok = si[0] < n ? si[0] : 0;
+    double sum = 0.0;
+    if (mx > -INFINITY)
+        for (int i = threadIdx.x; i < n; i += GREEDY_THREADS) sum += exp((double)clean(x[i]) - (double)mx);
+    sum = warp_sumd(sum);
+    if (lane == 0) sd[w] = sum;
+    __syncthreads();
+    if (w == 0) {
+        sum = warp_sumd(sd[lane]);
+        if (lane == 0) {
+            wk_cu_sample_res *r = res + blockIdx.x;
+            r->token = tok;
+            r->argmax = tok;
+            r->n_top = 0;
+            if (mx > -INFINITY) {
+                const double lse = (double)mx + log(sum);
+                r->lse = lse;
+                r->logprob = (float)((double)clean(x[tok]) - lse);
+            } else {
+                r->lse = NAN;
+                r->logprob = (float)-log((double)n);
+            }
+        }
+    }
+}
+
+cudaError_t wk_cu_greedy_rows(const float *logits, int n_vocab, int n, wk_cu_sample_res *res, cudaStream_t st) {
+    if (n <= 0) return cudaSuccess;
+    greedy_rows_kernel<<<n, GREEDY_THREADS, 0, st>>>(logits, n_vocab, res);
     return cudaGetLastError();
 }
 

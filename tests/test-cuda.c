@@ -12,7 +12,12 @@
  *     attention) against the CPU;
  *   - the GPU sampler against worker/sample.c on the same logits, over many
  *     parameter sets and seeds (same token, logprob, top-N);
- *   - reproducibility: 10 runs of one seeded request give identical streams.
+ *   - reproducibility: 10 runs of one seeded request give identical streams;
+ *   - batch invariance, every weight type: a sequence's logits (every prompt
+ *     row and four decode steps) are bit-identical run alone in one prefill
+ *     step and run in chunks of 7/13/25 tokens inside batches with other
+ *     sequences' prefill chunks and decode rows, on scattered pages, and
+ *     decoded through the 4-row graph beside two others.
  *
  * Without a GPU (or in a -Dcuda=disabled build) it prints SKIP and exits 77.
  * One CUDA context serves every test, so Check's fork mode is off.
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loader/model.h"
 #include "loader/quants.h"
@@ -430,9 +436,211 @@ START_TEST(reproducible_10_runs) {
 }
 END_TEST
 
+// --- batch invariance ----------------------------------------------------------------
+
+#define INV_NA 45
+#define INV_ND 4
+
+static void fwd_batch(struct wk_backend *b, struct wk_batch_seq *seqs, int n) {
+    char err[512];
+    struct wk_batch batch = {n, seqs};
+    wk_status s = b->ops->forward(b, &batch, err, sizeof err);
+    ck_assert_msg(s == WK_STATUS_OK, "forward of %d sequences: %s", n, err);
+}
+
+/* A's logits alone vs inside mixed batches, bit for bit. */
+START_TEST(batch_invariant) {
+    const char *name = models[_i];
+    if (strcmp(name, "tiny-qwen2-bf16") == 0) return; /* same kernels as f32 */
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s.gguf", name);
+    struct wk_model *m = load(rel);
+    if (!m) return;
+    const int V = m->hp.n_vocab, top = V < 1000 ? V : 1000;
+    int32_t a[INV_NA + INV_ND], bt[64], ct[64];
+    for (int i = 0; i < INV_NA + INV_ND; i++) a[i] = (i * 37 + 11) % top;
+    for (int i = 0; i < 64; i++) bt[i] = (i * 53 + 5) % top, ct[i] = (i * 71 + 3) % top;
+    char err[512];
+    struct wk_backend *g = NULL;
+    struct wk_backend_config cfg = {.n_ctx = CTX, .kv_tokens = 64 * WK_KV_PAGE_TOKENS, .max_seqs = 8,
+                                    .max_step_tokens = 64};
+    ck_assert_msg(wk_backend_cuda_create(m, &cfg, &g, err, sizeof err) == WK_STATUS_OK, "%s", err);
+    const size_t rowb = (size_t)V * sizeof(float);
+    float *ref = malloc((INV_NA + INV_ND) * rowb), *got = malloc((INV_NA + INV_ND) * rowb);
+    float *junk = malloc(64 * rowb);
+
+    /* alone: pages 0..3, the prompt in one step, then one decode row per step */
+    int32_t pa0[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    struct wk_batch_seq q = {.tokens = a, .n_tokens = INV_NA, .pos = 0, .pages = pa0, .n_pages = 8, .sample = true,
+                             .logits = ref};
+    fwd_batch(g, &q, 1);
+    for (int k = 0; k < INV_ND; k++) {
+        q = (struct wk_batch_seq){.tokens = &a[INV_NA + k], .n_tokens = 1, .pos = INV_NA + k, .pages = pa0,
+                                  .n_pages = 8, .sample = true, .logits = ref + (size_t)(INV_NA + k) * V};
+        fwd_batch(g, &q, 1);
+    }
+
+    /* batched: A on scattered pages, in chunks 7 / 13 / 25 beside B and C */
+    int32_t pa[8] = {40, 17, 9, 33, 22, 50, 12, 61}, pb[8] = {20, 21, 23, 24, 25, 26, 27, 28};
+    int32_t pc[8] = {30, 31, 32, 34, 35, 36, 37, 38};
+    for (size_t i = 0; i < (INV_NA + INV_ND) * (size_t)V; i++) got[i] = NAN;
+    struct wk_batch_seq s3[3];
+    s3[0] = (struct wk_batch_seq){.tokens = bt, .n_tokens = 20, .pos = 0, .pages = pb, .n_pages = 8};
+    s3[1] = (struct wk_batch_seq){.tokens = a, .n_tokens = 7, .pos = 0, .pages = pa, .n_pages = 8, .logits = got};
+    s3[2] = (struct wk_batch_seq){.tokens = ct, .n_tokens = 5, .pos = 0, .pages = pc, .n_pages = 8, .sample = true,
+                                  .logits = junk};
+    fwd_batch(g, s3, 3);
+    s3[0] = (struct wk_batch_seq){.tokens = &a[7], .n_tokens = 13, .pos = 7, .pages = pa, .n_pages = 8,
+                                  .logits = got + (size_t)7 * V};
+    s3[1] = (struct wk_batch_seq){.tokens = &bt[20], .n_tokens = 1, .pos = 20, .pages = pb, .n_pages = 8,
+                                  .sample = true};
+    s3[2] = (struct wk_batch_seq){.tokens = &ct[5], .n_tokens = 25, .pos = 5, .pages = pc, .n_pages = 8};
+    fwd_batch(g, s3, 3);
+    s3[0] = (struct wk_batch_seq){.tokens = &bt[21], .n_tokens = 1, .pos = 21, .pages = pb, .n_pages = 8,
+                                  .sample = true};
+    s3[1] = (struct wk_batch_seq){.tokens = &ct[30], .n_tokens = 1, .pos = 30, .pages = pc, .n_pages = 8};
+    s3[2] = (struct wk_batch_seq){.tokens = &a[20], .n_tokens = 25, .pos = 20, .pages = pa, .n_pages = 8,
+                                  .sample = true, .logits = got + (size_t)20 * V};
+    fwd_batch(g, s3, 3);
+    /* decode: A, B, C as one 3-row step (the 4-row graph with a padding row) */
+    for (int k = 0; k < INV_ND; k++) {
+        s3[0] = (struct wk_batch_seq){.tokens = &ct[31 + k], .n_tokens = 1, .pos = 31 + k, .pages = pc, .n_pages = 8,
+                                      .sample = true};
+        s3[1] = (struct wk_batch_seq){.tokens = &a[INV_NA + k], .n_tokens = 1, .pos = INV_NA + k, .pages = pa,
+                                      .n_pages = 8, .sample = true, .logits = got + (size_t)(INV_NA + k) * V};
+        s3[2] = (struct wk_batch_seq){.tokens = &bt[22 + k], .n_tokens = 1, .pos = 22 + k, .pages = pb, .n_pages = 8,
+                                      .sample = true};
+        fwd_batch(g, s3, 3);
+    }
+    int bad_rows = 0, first_bad = -1;
+    for (int r = 0; r < INV_NA + INV_ND; r++)
+        if (memcmp(ref + (size_t)r * V, got + (size_t)r * V, rowb) != 0) {
+            if (first_bad < 0) first_bad = r;
+            bad_rows++;
+        }
+    double e = first_bad >= 0 ? tu_rel_l2(got + (size_t)first_bad * V, ref + (size_t)first_bad * V, V) : 0;
+    fprintf(stderr, "INVARIANT %-18s %d/%d logit rows bit-identical alone vs batched/chunked%s",
+            name, INV_NA + INV_ND - bad_rows, INV_NA + INV_ND, bad_rows ? "" : "\n");
+    if (bad_rows) fprintf(stderr, " (first differing row %d, rel L2 %.2e)\n", first_bad, e);
+    ck_assert_msg(bad_rows == 0, "%s: %d rows differ (first %d)", name, bad_rows, first_bad);
+    free(ref), free(got), free(junk);
+    wk_backend_free(g);
+    unload(m);
+}
+END_TEST
+
+// --- benchmark (test-cuda --bench MODEL.gguf) ------------------------------------------------
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Aggregate greedy decode tokens/s with S concurrent sequences (16-token
+ * prompts, then n_gen steps of S decode rows each, sample() every step), and
+ * prefill tokens/s of one prompt of P tokens in steps of up to 2048. One JSON
+ * line per measurement on stdout. */
+static int bench(const char *path) {
+    char err[512];
+    struct wk_model m;
+    memset(&m, 0, sizeof m);
+    if (wk_model_load(path, &m, err, sizeof err) != WK_STATUS_OK) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    /* BENCH_QUICK=1 (profiling): 1 and 64 streams, a 512-token prefill */
+    const bool quick = getenv("BENCH_QUICK") != NULL;
+    const int streams[] = {1, 8, 32, 64}, n_gen = 64;
+    struct wk_backend *b = NULL;
+    struct wk_backend_config cfg = {.n_ctx = 1024, .max_seqs = 64, .max_step_tokens = 1024};
+    if (wk_backend_cuda_create(&m, &cfg, &b, err, sizeof err) != WK_STATUS_OK) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    const int ppseq = 1024 / WK_KV_PAGE_TOKENS;
+    int32_t *pages = malloc((size_t)64 * ppseq * sizeof *pages);
+    for (int i = 0; i < 64 * ppseq; i++) pages[i] = i;
+    struct wk_batch_seq seqs[64];
+    struct wk_sample_req reqs[64];
+    struct wk_sample_out outs[64];
+    int32_t prompt[64][16], cur[64];
+    int32_t hist[64][16 + 128];
+    struct wk_sampling gp = {.temperature = 0, .top_p = 1, .repetition_penalty = 1};
+    for (int si = 0; si < 4; si++) {
+        const int S = streams[si];
+        if ((quick && S != 1 && S != 64) || getenv("BENCH_PREFILL")) continue;
+        for (int rep = 0; rep < 2; rep++) {
+            for (int i = 0; i < S; i++) {
+                for (int t = 0; t < 16; t++) prompt[i][t] = hist[i][t] = (i * 131 + t * 17 + 1) % 1000;
+                seqs[i] = (struct wk_batch_seq){.tokens = prompt[i], .n_tokens = 16, .pos = 0,
+                                                .pages = pages + (size_t)i * ppseq, .n_pages = ppseq, .sample = true};
+                reqs[i] = (struct wk_sample_req){.seq = i, .p = &gp, .history = hist[i], .n_history = 16, .step = 0};
+            }
+            struct wk_batch batch = {S, seqs};
+            if (b->ops->forward(b, &batch, err, sizeof err) != WK_STATUS_OK ||
+                b->ops->sample(b, reqs, S, outs, err, sizeof err) != WK_STATUS_OK) {
+                fprintf(stderr, "bench: %s\n", err);
+                return 1;
+            }
+            const double t0 = now_s();
+            for (int k = 0; k < n_gen; k++) {
+                for (int i = 0; i < S; i++) {
+                    cur[i] = outs[i].token;
+                    seqs[i].tokens = &cur[i];
+                    seqs[i].n_tokens = 1;
+                    seqs[i].pos = 16 + k;
+                    reqs[i].step = (uint64_t)k + 1;
+                }
+                if (b->ops->forward(b, &batch, err, sizeof err) != WK_STATUS_OK ||
+                    b->ops->sample(b, reqs, S, outs, err, sizeof err) != WK_STATUS_OK) {
+                    fprintf(stderr, "bench: %s\n", err);
+                    return 1;
+                }
+            }
+            const double dt = now_s() - t0;
+            if (rep == 1)
+                printf("{\"model\": \"%s\", \"ftype\": \"%s\", \"device\": \"%s\", \"streams\": %d, \"decode_tok_s\": %.1f, "
+                       "\"step_ms\": %.3f}\n", m.name, m.ftype_name, b->info.device, S, S * n_gen / dt, dt * 1e3 / n_gen);
+        }
+    }
+    wk_backend_free(b);
+    const int plens[] = {512, 4096, 16384};
+    for (int pi = 0; pi < (quick ? 1 : 3); pi++) {
+        const int P = plens[pi];
+        struct wk_backend_config pc = {.n_ctx = P, .kv_tokens = P, .max_seqs = 1, .max_step_tokens = P < 2048 ? P : 2048};
+        if (wk_backend_cuda_create(&m, &pc, &b, err, sizeof err) != WK_STATUS_OK) {
+            fprintf(stderr, "bench: %s\n", err);
+            return 1;
+        }
+        int32_t *ids = malloc((size_t)P * sizeof *ids);
+        for (int i = 0; i < P; i++) ids[i] = (i * 7919 + 3) % 1000;
+        double best = 1e30;
+        for (int rep = 0; rep < 3; rep++) {
+            const double t0 = now_s();
+            if (wk_backend_forward_one(b, ids, P, 0, NULL, false, err, sizeof err) != WK_STATUS_OK) {
+                fprintf(stderr, "bench: %s\n", err);
+                return 1;
+            }
+            struct wk_sample_out so;
+            wk_backend_sample_one(b, &gp, ids, (size_t)P, 0, &so, err, sizeof err); /* waits for the GPU */
+            const double dt = now_s() - t0;
+            if (dt < best) best = dt;
+        }
+        printf("{\"model\": \"%s\", \"ftype\": \"%s\", \"device\": \"%s\", \"prefill_tokens\": %d, \"prefill_tok_s\": %.0f}\n",
+               m.name, m.ftype_name, b->info.device, P, P / best);
+        free(ids);
+        wk_backend_free(b);
+    }
+    free(pages);
+    wk_model_free(&m);
+    return 0;
+}
+
 // --- main --------------------------------------------------------------------------------------
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--bench") == 0) return bench(argv[2]);
     /* Is there a GPU? (stories260K is small and always shipped with the tests) */
     char path[512], err[512];
     tu_shared_path(path, sizeof path, "models/stories260K.gguf");
@@ -460,6 +668,9 @@ int main(void) {
     Suite *su = suite_create("cuda");
     TCase *tc = tcase_create("vs-cpu");
     tcase_add_loop_test(tc, vs_cpu, 0, (int)(sizeof models / sizeof *models));
+    suite_add_tcase(su, tc);
+    tc = tcase_create("invariance");
+    tcase_add_loop_test(tc, batch_invariant, 0, (int)(sizeof models / sizeof *models));
     suite_add_tcase(su, tc);
     tc = tcase_create("greedy");
     tcase_add_test(tc, greedy_stories_100);

@@ -24,23 +24,43 @@
 #
 # The one device command (device tool `run`, with carry ["gpu-pack"]):
 #   sh tools/gpu-run.sh device
+# or, with the pack copied elsewhere (it carries this script):
+#   sh gpu-pack-cuda/gpu-run.sh device
 # It writes under $OUT: test-cuda.log (every test, the per-type relative L2
 # errors CUDA vs CPU, greedy and reproducibility results), bench.jsonl (one
 # orcd-bench JSON per weight type: F16, Q8_0, Q4_K_M synthetic Qwen2.5-0.5B
 # files from orcd-synth), bench.log, and nvidia-smi.txt. Options, as
 # environment variables:
 #   GPU_RUN_TESTS=0        skip the tests        GPU_RUN_BENCH=0  skip the benchmark
+#   GPU_RUN_ORCD_BENCH=0   skip orcd-bench (batch-1 through the tool) in the benchmark
+#   (the benchmark also runs test-cuda --bench per type: aggregate decode tok/s at
+#   1/8/32/64 streams and prefill tok/s at 512/4096/16384 tokens, bench-batch.jsonl)
 #   GPU_RUN_WORKER_TESTS=0 skip test-worker on cuda   GPU_RUN_OOM=0 skip the VRAM refusal check
 #   GPU_RUN_REPRO=0        skip the 10 runs through the worker
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
-#   GPU_RUN_VARIANTS="WK_CUDA_NOGRAPH=1 WK_CUDA_NOPDL=1"   also bench with a feature off
+#   GPU_RUN_VARIANTS="VAR=1 ..."  also run orcd-bench with each environment setting (the backend reads none today)
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
 #   GPU_RUN_SANITIZER=1    compute-sanitizer memcheck over test-cuda's greedy and sampler cases
 set -eu
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-pack="$here/gpu-pack"
+self=$(cd "$(dirname "$0")" && pwd)
+here=$(cd "$self/.." && pwd)
+# run from inside a pack (a copy of this script at gpu-pack*/gpu-run.sh), or from tools/
+if [ -e "$self/bin/test-cuda" ] || [ -e "$self/bin/test-cuda.gz" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
+
+# On the device: the pack's shared/ (vocabulary unzipped) in /tmp/orcd-shared,
+# its binaries (gzipped to fit the transfer) in /tmp/orcd-bin.
+unpack() {
+    rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
+    [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz ] && gunzip /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz
+    export ORCD_SHARED=/tmp/orcd-shared
+    rm -rf /tmp/orcd-bin && mkdir -p /tmp/orcd-bin
+    for f in "$pack"/bin/*; do
+        case "$f" in *.gz) gunzip -c "$f" > "/tmp/orcd-bin/$(basename "$f" .gz)" ;; *) cp "$f" /tmp/orcd-bin/ ;; esac
+    done
+    chmod +x /tmp/orcd-bin/*
+}
 
 case "$mode" in
 pack)
@@ -49,12 +69,13 @@ pack)
     if [ ! -d "$build" ]; then
         meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
     fi
-    ninja -C "$build" tests/test-cuda tests/test-worker tests/test-real-models tools/orcd-synth \
+    # (test-real-models stays out: the pack must stay under 62 MB; build it into a pack of its own for device-real)
+    ninja -C "$build" tests/test-cuda tests/test-worker tools/orcd-synth \
         tools/orcd-bench tools/orcd worker/worker-orcd
     rm -rf "$pack"
     mkdir -p "$pack/bin" "$pack/lib" "$pack/shared/models" "$pack/shared/reference/stories260K" \
         "$pack/shared/reference/tiny-qwen2"
-    for b in tests/test-cuda tests/test-worker tests/test-real-models tools/orcd-synth tools/orcd-bench \
+    for b in tests/test-cuda tests/test-worker tools/orcd-synth tools/orcd-bench \
         tools/orcd worker/worker-orcd; do
         cp "$build/$b" "$pack/bin/"
         strip "$pack/bin/$(basename "$b")"
@@ -66,6 +87,8 @@ pack)
         "$shared"/models/qwen2.5-vocab.gguf "$pack/shared/models/"
     cp "$shared"/reference/stories260K/once.txt "$pack/shared/reference/stories260K/"
     cp "$shared"/reference/tiny-qwen2/*.txt "$pack/shared/reference/tiny-qwen2/"
+    gzip -1 "$pack/shared/models/qwen2.5-vocab.gguf" "$pack"/bin/* # the pack must stay under 62 MB
+    cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
     if [ "$size" -gt 62000000 ]; then
@@ -76,7 +99,7 @@ pack)
 device)
     out=${OUT:-/tmp/gpu-out}
     mkdir -p "$out"
-    export ORCD_SHARED="$pack/shared"
+    unpack
     export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
     nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
     head -12 "$out/nvidia-smi.txt" || true
@@ -84,10 +107,10 @@ device)
     if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
         echo "== test-cuda"
         set +e
-        timeout "${GPU_RUN_TEST_TIMEOUT:-360}" "$pack/bin/test-cuda" > "$out/test-cuda.log" 2>&1
+        timeout "${GPU_RUN_TEST_TIMEOUT:-360}" "/tmp/orcd-bin/test-cuda" > "$out/test-cuda.log" 2>&1
         rc=$?
         set -e
-        grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
+        grep -E "^(REL-L2|GREEDY|LONG|SAMPLER|REPRO|INVARIANT|SKIP)|Checks|Fail|Error" "$out/test-cuda.log" || true
         echo "test-cuda exit status $rc"
     fi
     if [ "${GPU_RUN_SANITIZER:-0}" = 1 ]; then
@@ -95,7 +118,7 @@ device)
         cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
         for case in greedy sampler; do
             [ -n "$cs" ] && CK_RUN_CASE=$case timeout 300 "$cs" --tool memcheck --error-exitcode 9 \
-                "$pack/bin/test-cuda" > "$out/sanitizer-$case.log" 2>&1
+                "/tmp/orcd-bin/test-cuda" > "$out/sanitizer-$case.log" 2>&1
             echo "compute-sanitizer memcheck $case: exit $? ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$out/sanitizer-$case.log") error lines)"
             tail -2 "$out/sanitizer-$case.log"
         done
@@ -104,7 +127,7 @@ device)
         # the integration suite (protocol, cancel, health, stops, UTF-8, seeds) with --device cuda
         echo "== test-worker on cuda"
         set +e
-        ORCD_TEST_DEVICE=cuda ORCD_WORKER="$pack/bin/worker-orcd" timeout 300 "$pack/bin/test-worker" \
+        ORCD_TEST_DEVICE=cuda ORCD_WORKER="/tmp/orcd-bin/worker-orcd" timeout 300 "/tmp/orcd-bin/test-worker" \
             > "$out/test-worker.log" 2>&1
         wrc=$?
         set -e
@@ -113,15 +136,15 @@ device)
         [ $wrc -eq 0 ] || rc=$wrc
     fi
     if [ "${GPU_RUN_OOM:-1}" = 1 ]; then
-        # VRAM policy: a context whose KV cache cannot fit is refused at start-up
-        # with the numbers (RESOURCE_EXHAUSTED, exit 4), not by a crash. 24
-        # layers x 14 KV heads x 64 x f16 K+V = 86 KiB a token: 1M tokens ~ 90 GB.
+        # VRAM policy: a KV pool that cannot fit is refused at start-up with the
+        # numbers (RESOURCE_EXHAUSTED, exit 4), not by a crash. 24 layers x 14
+        # KV heads x 64 x f16 K+V = 86 KiB a token: 100M tokens ~ 8.6 TB.
         echo "== VRAM refusal"
         big=/tmp/orcd-oom.gguf
-        "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type q8_0 --layers 24 \
+        "/tmp/orcd-bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type q8_0 --layers 24 \
             --embd 896 --ff 4864 --heads 14 --kv-heads 14 --vocab-size 4096 -o "$big" > /dev/null 2>&1
         set +e
-        "$pack/bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 < /dev/null > /dev/null \
+        "/tmp/orcd-bin/worker-orcd" --model "$big" --device cuda --ctx 1048576 --kv-tokens 100000000 < /dev/null > /dev/null \
             2> "$out/oom.log"
         orc=$?
         set -e
@@ -139,7 +162,7 @@ device)
         : > "$out/repro.log"
         for m in tiny-qwen2-q4_k_m stories260K; do
             for i in 1 2 3 4 5 6 7 8 9 10; do
-                timeout 30 "$pack/bin/orcd" --worker "$pack/bin/worker-orcd" --model "$ORCD_SHARED/models/$m.gguf" \
+                timeout 30 "/tmp/orcd-bin/orcd" --worker "/tmp/orcd-bin/worker-orcd" --model "$ORCD_SHARED/models/$m.gguf" \
                     --device cuda --prompt "Once upon a time" --max-tokens 64 --temperature 0.9 --top-p 0.95 \
                     --seed 1234 2>> "$out/repro.log" | md5sum | sed "s/-\$/$m run $i/" >> "$out/repro.md5"
             done
@@ -151,15 +174,18 @@ device)
         : > "$out/bench.jsonl"
         for t in ${GPU_RUN_TYPES:-f16 q8_0 q4_k_m}; do
             f=/tmp/qwen2.5-0.5b-synth-$t.gguf
-            "$pack/bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
+            "/tmp/orcd-bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
                 >> "$out/bench.log" 2>&1
-            timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+            timeout 180 "/tmp/orcd-bin/test-cuda" --bench "$f" 2>> "$out/bench.log" | tee -a "$out/bench-batch.jsonl" \
+                || echo "test-cuda --bench $t failed" >&2
+            [ "${GPU_RUN_ORCD_BENCH:-1}" = 1 ] || { rm -f "$f"; continue; }
+            timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                 > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
             tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
             for v in ${GPU_RUN_VARIANTS:-}; do
                 [ "$t" = "${GPU_RUN_VARIANT_TYPES:-$t}" ] || case " ${GPU_RUN_VARIANT_TYPES} " in *" $t "*) ;; *) continue ;; esac
                 # the same with one switch of the backend off (WK_CUDA_NOGRAPH=1, WK_CUDA_NOPDL=1)
-                env "$v" timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+                env "$v" timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                     2>> "$out/bench.log" | tr -d '\n' | sed "s/^{/{\"variant\": \"$v\", /" >> "$out/bench.jsonl"
                 echo >> "$out/bench.jsonl"
             done
@@ -168,14 +194,14 @@ device)
                 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none \
                     --metrics gpu__time_duration.sum --csv --page raw \
-                    "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
+                    "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
                     > "$out/ncu-$t.csv" 2>> "$out/bench.log" || echo "ncu failed" >&2
-                # stall reasons of five consecutive decode matrix-vector kernels
+                # stall reasons of five consecutive decode GEMM kernels
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none --cache-control none \
-                    -k regex:mv_kernel --launch-skip 150 --launch-count 5 \
+                    -k regex:gemm_mma_kernel --launch-skip 150 --launch-count 5 \
                     --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
                     --section MemoryWorkloadAnalysis --section SchedulerStats \
-                    "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
+                    "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
                     > "$out/ncu-detail-$t.txt" 2>> "$out/bench.log" || echo "ncu detail failed" >&2
             fi
             rm -f "$f" "$out/bench-$t.json"
@@ -202,7 +228,7 @@ stage)
 device-real)
     out=${OUT:-/tmp/gpu-out}
     mkdir -p "$out"
-    export ORCD_SHARED="$pack/shared"
+    unpack
     export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
     export ORCD_MODELS=/tmp/orcd-models
     mkdir -p "$ORCD_MODELS"
@@ -216,16 +242,16 @@ device-real)
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     set +e
     echo "== test-real-models on cuda (haiku, coherence, 3x3x10 reproducibility)"
-    ORCD_TEST_DEVICE=cuda ORCD_REAL_QWEN_REPRO=1 ORCD_WORKER="$pack/bin/worker-orcd" timeout 400 \
-        "$pack/bin/test-real-models" > "$out/test-real-models.log" 2>&1
+    ORCD_TEST_DEVICE=cuda ORCD_REAL_QWEN_REPRO=1 ORCD_WORKER="/tmp/orcd-bin/worker-orcd" timeout 400 \
+        "/tmp/orcd-bin/test-real-models" > "$out/test-real-models.log" 2>&1
     rrc=$?
     grep -E "^real:|Checks|Fail|Error" "$out/test-real-models.log" | tail -40
     echo "test-real-models exit status $rrc"
     echo "== haiku through tools/orcd"
-    "$pack/bin/orcd" --worker "$pack/bin/worker-orcd" --model "$f" --device cuda --max-tokens 64 \
+    "/tmp/orcd-bin/orcd" --worker "/tmp/orcd-bin/worker-orcd" --model "$f" --device cuda --max-tokens 64 \
         --chat "Write a haiku about GPU computing that includes the word forty-two" 2>&1 | tee "$out/haiku.txt"
     echo "== orcd-bench on the real file"
-    timeout 120 "$pack/bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+    timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
         > "$out/bench-real.json" 2> "$out/bench-real.log"
     cat "$out/bench-real.json"
     set -e
