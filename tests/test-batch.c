@@ -5,8 +5,11 @@
  *     and its pages scattered through the pool;
  *   - a prefix whose pages another sequence computed (prefix reuse) gives the
  *     same logits as computing it again;
- *   - bad batches (page ids, positions, sizes) are refused before any work.
- * Every tiny-qwen2 weight type and stories260K (llama).
+ *   - bad batches (page ids, positions, sizes) are refused before any work;
+ *   - on a device other than the CPU: every prompt row's logits within 2e-2
+ *     relative L2 of the CPU backend's (the tolerance test-cuda uses).
+ * Every tiny-qwen2 weight type, stories260K (llama) and tiny phi3 (fused
+ * tensors, LongRoPE factors).
  *
  *   test-batch [cpu|cuda]     (default cpu; cuda: exit 77 without a GPU)
  * Exit 77 (skip) when ../shared/models is absent. */
@@ -28,7 +31,8 @@ static const char *k_models[] = {
     "models/stories260K.gguf",     "models/tiny-qwen2-f32.gguf",  "models/tiny-qwen2-f16.gguf",
     "models/tiny-qwen2-q8_0.gguf", "models/tiny-qwen2-q4_0.gguf", "models/tiny-qwen2-q4_1.gguf",
     "models/tiny-qwen2-q5_0.gguf", "models/tiny-qwen2-q5_1.gguf", "models/tiny-qwen2-q6_k.gguf",
-    "models/tiny-qwen2-q4_k_m.gguf", "models/tiny-qwen2-q5_k_m.gguf",
+    "models/tiny-qwen2-q4_k_m.gguf", "models/tiny-qwen2-q5_k_m.gguf", "models/tiny-phi3-f32.gguf",
+    "models/tiny-phi3-q8_0-128k.gguf",
 };
 #define N_MODELS (int)(sizeof k_models / sizeof k_models[0])
 
@@ -228,6 +232,33 @@ START_TEST(prefix_reuse_equals_recompute) {
 }
 END_TEST
 
+/* The device against the CPU oracle: all 40 prompt rows. */
+START_TEST(device_matches_cpu) {
+    struct fixture f;
+    open_model(&f, _i);
+    const int V = f.V;
+    char err[512];
+    struct wk_backend *cpu = NULL;
+    struct wk_backend_config cfg = {.n_ctx = 256, .kv_tokens = 64 * PAGE, .max_seqs = 4, .max_step_tokens = 96};
+    ck_assert_msg(wk_backend_cpu_create(&f.m, &cfg, &cpu, err, sizeof err) == WK_STATUS_OK, "%s", err);
+    int32_t prompt[N_PROMPT];
+    random_ids(prompt, N_PROMPT, V, 555u + (unsigned)_i);
+    float *a = malloc((size_t)N_PROMPT * V * sizeof *a), *b = malloc((size_t)N_PROMPT * V * sizeof *b);
+    ck_assert_msg(wk_backend_forward_one(f.b, prompt, N_PROMPT, 0, a, true, err, sizeof err) == WK_STATUS_OK, "%s", err);
+    ck_assert_msg(wk_backend_forward_one(cpu, prompt, N_PROMPT, 0, b, true, err, sizeof err) == WK_STATUS_OK, "%s", err);
+    double worst = 0;
+    for (int r = 0; r < N_PROMPT; r++) {
+        double e = tu_rel_l2(a + (size_t)r * V, b + (size_t)r * V, (size_t)V);
+        if (e > worst) worst = e;
+    }
+    fprintf(stderr, "test-batch: %s on %s vs cpu: worst row rel L2 %.2e\n", k_models[_i], g_device, worst);
+    ck_assert_msg(worst < 2e-2, "%s: %s vs cpu rel L2 %.3g", k_models[_i], g_device, worst);
+    free(a), free(b);
+    wk_backend_free(cpu);
+    close_model(&f);
+}
+END_TEST
+
 /* Bad batches are refused with the right status, and the backend still
  * works afterwards. */
 START_TEST(bad_batches_refused) {
@@ -300,6 +331,7 @@ int main(int argc, char **argv) {
     tcase_add_loop_test(tc, alone_equals_batched, 0, N_MODELS);
     tcase_add_loop_test(tc, prefix_reuse_equals_recompute, 0, N_MODELS);
     tcase_add_test(tc, bad_batches_refused);
+    if (strcmp(g_device, "cpu") != 0) tcase_add_loop_test(tc, device_matches_cpu, 0, N_MODELS);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
