@@ -35,6 +35,7 @@
 #   GPU_RUN_ORCD_BENCH=0   skip orcd-bench (batch-1 through the tool) in the benchmark
 #   (the benchmark also runs test-cuda --bench per type: aggregate decode tok/s at
 #   1/8/32/64 streams and prefill tok/s at 512/4096/16384 tokens, bench-batch.jsonl)
+#   GPU_RUN_SOAK=0         skip test-soak (1,000 requests) on cuda
 #   GPU_RUN_WORKER_TESTS=0 skip test-worker on cuda   GPU_RUN_OOM=0 skip the VRAM refusal check
 #   GPU_RUN_REPRO=0        skip the 10 runs through the worker
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
@@ -70,12 +71,12 @@ pack)
         meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
     fi
     # (test-real-models stays out: the pack must stay under 62 MB; build it into a pack of its own for device-real)
-    ninja -C "$build" tests/test-cuda tests/test-worker tools/orcd-synth \
+    ninja -C "$build" tests/test-cuda tests/test-worker tests/test-batch tests/test-soak tools/orcd-synth \
         tools/orcd-bench tools/orcd worker/worker-orcd
     rm -rf "$pack"
     mkdir -p "$pack/bin" "$pack/lib" "$pack/shared/models" "$pack/shared/reference/stories260K" \
         "$pack/shared/reference/tiny-qwen2"
-    for b in tests/test-cuda tests/test-worker tools/orcd-synth tools/orcd-bench \
+    for b in tests/test-cuda tests/test-worker tests/test-batch tests/test-soak tools/orcd-synth tools/orcd-bench \
         tools/orcd worker/worker-orcd; do
         cp "$build/$b" "$pack/bin/"
         strip "$pack/bin/$(basename "$b")"
@@ -84,6 +85,7 @@ pack)
     cudart=$(ldd "$build/tests/test-cuda" | awk '/libcudart/ {print $3}')
     [ -n "$cudart" ] && cp -L "$cudart" "$pack/lib/"
     cp "$shared"/models/stories260K.gguf "$shared"/models/tiny-qwen2-*.gguf \
+        "$shared"/models/tiny-phi3-f32.gguf "$shared"/models/tiny-phi3-q8_0-128k.gguf \
         "$shared"/models/qwen2.5-vocab.gguf "$pack/shared/models/"
     cp "$shared"/reference/stories260K/once.txt "$pack/shared/reference/stories260K/"
     cp "$shared"/reference/tiny-qwen2/*.txt "$pack/shared/reference/tiny-qwen2/"
@@ -91,7 +93,8 @@ pack)
     cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
-    if [ "$size" -gt 62000000 ]; then
+    # 64 MiB travel per call, the source tree (~1.5 MB) included
+    if [ "$size" -gt 64500000 ]; then
         echo "gpu-run.sh: gpu-pack is $size bytes: over the device's transfer limit" >&2
         exit 1
     fi
@@ -122,6 +125,30 @@ device)
             echo "compute-sanitizer memcheck $case: exit $? ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$out/sanitizer-$case.log") error lines)"
             tail -2 "$out/sanitizer-$case.log"
         done
+    fi
+    if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
+        # batch invariance through the batch API (alone == batched == prefix hit,
+        # every weight type, phi3 too) and every prompt row against the CPU
+        echo "== test-batch cuda"
+        set +e
+        timeout 200 "/tmp/orcd-bin/test-batch" cuda > "$out/test-batch.log" 2>&1
+        brc=$?
+        set -e
+        grep -E "Checks|:F:|:E:" "$out/test-batch.log" | tail -5 || true
+        echo "test-batch exit status $brc"
+        [ $brc -eq 0 ] || rc=$brc
+    fi
+    if [ "${GPU_RUN_SOAK:-1}" = 1 ]; then
+        # 1,000 requests through the worker's pipes on cuda: each stream equal to its run alone
+        echo "== test-soak on cuda"
+        set +e
+        ORCD_TEST_DEVICE=cuda ORCD_WORKER="/tmp/orcd-bin/worker-orcd" timeout 300 "/tmp/orcd-bin/test-soak" \
+            > "$out/test-soak.log" 2>&1
+        src=$?
+        set -e
+        tail -2 "$out/test-soak.log"
+        echo "test-soak exit status $src"
+        [ $src -eq 0 ] || rc=$src
     fi
     if [ "${GPU_RUN_WORKER_TESTS:-1}" = 1 ]; then
         # the integration suite (protocol, cancel, health, stops, UTF-8, seeds) with --device cuda
