@@ -68,7 +68,6 @@ struct cu_impl {
     int32_t *h_meta;                 /* pinned, same layout */
     float *x, *h32, *qkv, *q, *gu, *tmp, *part, *lg32, *logits, *sample_logits;
     __half *h16, *lg16;
-    float *gws;                      /* GEMM split-K partials (gemm.cu) */
     wk_cu_sample_res *d_gres, *h_gres, *h_res;
     wk_cu_sampler smp;
     int32_t *h_hist;                 /* pinned (max_seqs, hist_cap) */
@@ -284,7 +283,7 @@ static wk_status gemm(cu_impl *c, const wk_gemm_seg *segs, int n, const __half *
     for (int i = 0; i < n;) {
         int j = i + 1;
         while (j < n && segs[j].W.type == segs[i].W.type) j++;
-        CUDA_TRY(wk_cu_gemm(segs + i, j - i, x16, x32, c->ld, rows, add, c->gws, c->st));
+        CUDA_TRY(wk_cu_gemm(segs + i, j - i, x16, x32, c->ld, rows, add, c->st));
         i = j;
     }
     return WK_STATUS_OK;
@@ -349,7 +348,7 @@ static wk_status enqueue_layers(struct wk_backend *b, int rows, int max_split, b
 static wk_status enqueue_logits(cu_impl *c, const int32_t *lrows, int n, float *logits, char *err, size_t err_len) {
     CUDA_TRY(wk_cu_gather_rows(c->h16, c->h32, c->ld, lrows, n, c->lg16, c->lg32, c->st));
     wk_gemm_seg s = {c->out, logits, c->V};
-    CUDA_TRY(wk_cu_gemm(&s, 1, c->lg16, c->lg32, c->ld, n, false, c->gws, c->st));
+    CUDA_TRY(wk_cu_gemm(&s, 1, c->lg16, c->lg32, c->ld, n, false, c->st));
     return WK_STATUS_OK;
 }
 
@@ -668,17 +667,6 @@ static size_t carve_state(cu_impl *c, int n_ctx, int max_seqs, uint8_t *base) {
     CARVE(c->lg32, float, (size_t)roundup(c->LR, WK_GEMM_MROWS) * c->ld);
     CARVE(c->lg16, __half, (size_t)roundup(c->LR, WK_GEMM_MROWS) * c->ld);
     CARVE(c->logits, float, (size_t)c->LR * c->V);
-    {
-        /* split-K workspace: the largest any launch asks for (n_max 0: the most splits, an upper bound
-         * whatever type runs the QKV and gate|up launches are cut into) */
-        const int W3 = c->qd + 2 * c->kvd;
-        size_t ws = wk_cu_gemm_ws_floats(c->E, 0, W3), w;
-        if ((w = wk_cu_gemm_ws_floats(c->qd, 0, c->E)) > ws) ws = w;
-        if ((w = wk_cu_gemm_ws_floats(c->E, 0, 2 * c->n_ff)) > ws) ws = w;
-        if ((w = wk_cu_gemm_ws_floats(c->n_ff, 0, c->E)) > ws) ws = w;
-        if ((w = wk_cu_gemm_ws_floats(c->E, c->V, c->V)) > ws) ws = w;
-        CARVE(c->gws, float, ws > 0 ? ws : 1);
-    }
     CARVE(c->sample_logits, float, (size_t)c->LR * c->V);
     CARVE(c->d_gres, wk_cu_sample_res, c->LR);
     uint8_t *smem = NULL;

@@ -1,79 +1,46 @@
 /* gemm.cu — y = x · Wᵀ for any number of rows, batch-invariant.
  *
- * One reduction order per output, fixed by the launch's matrices alone
- * (never by the number of rows):
+ * One reduction order per output, fixed by n_in alone: the k dimension is cut
+ * into tiles of WK_GEMM_BK = 64; warp w of the block (8 warps) accumulates
+ * tiles w, w+8, w+16, ... in increasing order with mma.sync m16n8k16 (f16
+ * inputs, f32 accumulators: per tile four k16 steps in order), and the eight
+ * warp partials are added in warp order, (((p0 + p1) + p2) + ...) + p7.
+ * (Decode tiles load two of a warp's k-tiles before computing either, for
+ * more bytes in flight; the order of the additions is unchanged.) An mma's output element
+ * depends only on its own A row and B column, so a row's results are the same
+ * whether it shares a 16-row tile with 0 or 63 other rows, and whatever the
+ * tile shape (MT m16 tiles × NT n8 tiles per block) the launcher picks for
+ * the number of rows. A future persistent decode kernel reproduces it by
+ * keeping the same k-tile to warp assignment and the same final sum.
  *
- * - k is cut into tiles of WK_GEMM_BK = 64. Inside a tile, four mma.sync
- *   m16n8k16 steps (f16 inputs, f32 accumulators) in order, with a fixed
- *   permutation of the tile's k positions onto the mma's k slots: lane (g, t)
- *   holds the 16-byte chunks t and t+4 of its A and B rows; step 0 takes
- *   halves 0-3 of chunk t, step 1 halves 4-7, steps 2 and 3 the same of
- *   chunk t+4. Every kernel below builds its fragments that way (from
- *   registers or from shared memory), so a weight chunk is one 16-byte load.
- * - P = 8 S reduction slots; slot s accumulates tiles s, s+P, s+2P, ... in
- *   increasing order into one f32 chain (starting from 0). S, the split
- *   count, is a function of n_in and of the widest matrix of the launch
- *   (gemm_splits: only long, narrow matrices — the down projection — are
- *   split); the backend always launches the same matrices together.
- * - Slots are folded in two levels: q_z = (((p_8z + p_8z+1) + ...) + p_8z+7),
- *   then total = ((q_0 + q_1) + ...) + q_S-1; y = total (add: y += total).
+ * Weights stay in their GGUF type: each warp dequantizes its 64-wide slice of
+ * NT*8 weight rows (wk_deq8, 8 lanes per row reading consecutive chunks) into
+ * f16 in shared memory, and its MT*16 activation rows (already f16) beside it.
  *
- * Two kernels reproduce that order:
- * - skinny (<= 32 rows): block (n-tile, m-tile, z), warp w runs slot 8z+w
- *   straight from global memory into mma fragments (no shared staging),
- *   U k-tiles in flight; the 8 warp partials are folded in warp order in
- *   shared memory; with S > 1 each block writes q_z to a workspace and
- *   gemm_merge folds the S partials in z order. With the splits, a one-row
- *   GEMM of a narrow matrix gets enough blocks and bytes in flight.
- * - tiled (> 32 rows): 64x64 block tiles, 8 warps of 32x16, k-tiles through
- *   double-buffered shared memory in slot order; each warp keeps the chain of
- *   the current slot, q and total in registers and folds them exactly as
- *   above. Up to WK_GEMM_SKINNY_ROWS rows a split runs as its own block (grid
- *   z) writing q_z to the workspace, merged as for skinny; more rows fold
- *   every split in the block.
- * The tests' steps (1 to ~60 rows) cross both kernels, so the invariance
- * tests check that they agree bit for bit.
- * An mma's output element depends only on its own A row and B column, so a
- * row's results do not depend on which rows share its tile.
- *
- * Weights stay in their GGUF type: each 16-byte chunk is dequantized
- * (wk_deq8) to f16 right after its load. Rows are 16-byte aligned whole
- * chunks (n_in % 8 == 0); the backend uploads an F16/BF16 matrix whose rows
- * are not as F32. F32 weights (the small test models) take a plain fp32 path
- * instead: one warp per output column, lane l summing k = l, l+32, ... in
- * order, then a fixed xor tree. The choice depends on the matrix's type only.
+ * Rows are 16-byte aligned whole chunks (n_in % 8 == 0); the backend uploads
+ * an F16/BF16 matrix whose rows are not as F32. F32 weights (the small test
+ * models) take a plain fp32 path instead, so they keep full precision: one warp per output column, lane l summing
+ * k = l, l+32, ... in order, then a fixed xor tree. The choice depends on the
+ * matrix's type only, never on the rows.
  */
 #include "cuda/ops.cuh"
 
 #define GEMM_WARPS 8
+#define LDS (WK_GEMM_BK + 8) /* smem row stride in halves: 144 bytes, conflict-free fragment loads */
 
-__device__ __forceinline__ void mma16816(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                         uint32_t b1) {
+__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], const uint32_t b[2]) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* The four mma steps of one k-tile: A rows g / g+8 chunks t, t+4 (lo: row g,
- * hi: row g+8), B row g chunks t, t+4. */
-__device__ __forceinline__ void mma_tile(float c[4], const uint4 &alo0, const uint4 &ahi0, const uint4 &alo1,
-                                         const uint4 &ahi1, const uint4 &b0, const uint4 &b1) {
-    mma16816(c, alo0.x, ahi0.x, alo0.y, ahi0.y, b0.x, b0.y);
-    mma16816(c, alo0.z, ahi0.z, alo0.w, ahi0.w, b0.z, b0.w);
-    mma16816(c, alo1.x, ahi1.x, alo1.y, ahi1.y, b1.x, b1.y);
-    mma16816(c, alo1.z, ahi1.z, alo1.w, ahi1.w, b1.z, b1.w);
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
 struct gemm_params {
     wk_gemm_seg seg[3];
     int blk_end[3]; /* cumulative n-blocks per segment */
-    int col_off[3]; /* first column of each segment in the workspace */
-    int n_cols;     /* columns of all segments */
+    int n_segs;
     const __half *x16;
-    float *ws;      /* (S, n_rows, n_cols) block partials when S > 1 */
-    int lda, n_in, n_rows, add, S;
-    int zgrid;      /* tiled: block z runs slots 8z..8z+7 only and writes q_z to ws */
+    int lda, n_in, n_rows, add;
 };
 
 /* Elements 8c..8c+7 of a weight row as f16. No branch around the loads, so
@@ -91,85 +58,103 @@ __device__ __forceinline__ uint4 load_w8(const uint8_t *row, int c) {
     return u;
 }
 
-/* Weight chunk kc of row n (zero past N or K: clamped address, zeroed after). */
-template <int T>
-__device__ __forceinline__ uint4 load_b(const wk_gemm_seg &S, int n, int kc, int N, int KC) {
-    uint4 v = load_w8<T>(S.W.w + (size_t)min(n, N - 1) * S.W.row_bytes, min(kc, KC - 1));
-    if (n >= N || kc >= KC) v = make_uint4(0, 0, 0, 0);
-    return v;
-}
-
-__device__ __forceinline__ int seg_of(const gemm_params &p, int blk) {
-    int si = 0;
-    while (si < 2 && blk >= p.blk_end[si]) si++;
-    return si;
-}
-
-// --- skinny: <= 32 rows ----------------------------------------------------------------
-
 template <int T, int MT, int NT, int U>
-__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_skinny_kernel(const __grid_constant__ gemm_params p) {
-    constexpr int TM = MT * 16, TW = NT * 8;
-    __shared__ float part[GEMM_WARPS][TM * TW];
+__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_constant__ gemm_params p) {
+    extern __shared__ __align__(16) uint8_t smem[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int si = seg_of(p, blockIdx.x);
+    int si = 0;
+    while ((int)blockIdx.x >= p.blk_end[si]) si++;
     const wk_gemm_seg &S = p.seg[si];
-    const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * TW;
-    const int m0 = blockIdx.y * TM;
-    const int N = S.W.n_rows, K = p.n_in, KC = K / 8;
-    const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK, P = GEMM_WARPS * p.S;
-    const int g = lane >> 2, t = lane & 3;
+    const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * NT * 8;
+    const int m0 = blockIdx.y * MT * 16;
+    const int N = S.W.n_rows, K = p.n_in;
+    constexpr int TILE = (MT * 16 + NT * 8) * LDS; /* halves per k-tile buffer */
+    __half *buf = reinterpret_cast<__half *>(smem) + warp * U * TILE;
     float acc[MT][NT][4];
 #pragma unroll
     for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int j = 0; j < NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
 
-    /* A rows of this lane, clamped (rows past n_rows only reach their own outputs, never written) */
-    const __half *arow[MT][2];
-#pragma unroll
-    for (int i = 0; i < MT; i++) {
-        arow[i][0] = p.x16 + (size_t)min(m0 + i * 16 + g, p.n_rows - 1) * p.lda;
-        arow[i][1] = p.x16 + (size_t)min(m0 + i * 16 + g + 8, p.n_rows - 1) * p.lda;
-    }
-    const int slot = blockIdx.z * GEMM_WARPS + warp;
-    for (int kt0 = slot; kt0 < n_kt; kt0 += P * U) {
-        uint4 ra[U][MT][4], rb[U][NT][2];
+    const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK;
+    const int g = lane >> 2, t = lane & 3;
+    for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
+        uint4 ra[U][MT * 4], rb[U][NT * 2];
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            const int kt = kt0 + u * P;
+            const int kt = kt0 + u * GEMM_WARPS;
             if (kt >= n_kt) break;
-            const int c0 = kt * (WK_GEMM_BK / 8) + t;
+            const int k0 = kt * WK_GEMM_BK;
+            /* rows past n_rows and weights past N or K read a clamped address and are zeroed */
 #pragma unroll
-            for (int i = 0; i < MT; i++) {
-                ra[u][i][0] = *reinterpret_cast<const uint4 *>(arow[i][0] + 8 * c0);
-                ra[u][i][1] = *reinterpret_cast<const uint4 *>(arow[i][1] + 8 * c0);
-                ra[u][i][2] = *reinterpret_cast<const uint4 *>(arow[i][0] + 8 * (c0 + 4));
-                ra[u][i][3] = *reinterpret_cast<const uint4 *>(arow[i][1] + 8 * (c0 + 4));
+            for (int i = 0; i < MT * 4; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                const int m = min(m0 + r, p.n_rows - 1);
+                ra[u][i] = *reinterpret_cast<const uint4 *>(p.x16 + (size_t)m * p.lda + k0 + 8 * c);
+                if (m0 + r >= p.n_rows) ra[u][i] = make_uint4(0, 0, 0, 0);
             }
 #pragma unroll
-            for (int j = 0; j < NT; j++) {
-                rb[u][j][0] = load_b<T>(S, n0 + j * 8 + g, c0, N, KC);
-                rb[u][j][1] = load_b<T>(S, n0 + j * 8 + g, c0 + 4, N, KC);
+            for (int i = 0; i < NT * 2; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
+                rb[u][i] = load_w8<T>(S.W.w + (size_t)n * S.W.row_bytes, kc);
+                if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
             }
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            if (kt0 + u * P >= n_kt) break;
+            if (kt0 + u * GEMM_WARPS >= n_kt) break;
+            __half *As = buf + u * TILE, *Bs = As + MT * 16 * LDS;
 #pragma unroll
-            for (int i = 0; i < MT; i++)
+            for (int i = 0; i < MT * 4; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                *reinterpret_cast<uint4 *>(As + r * LDS + 8 * c) = ra[u][i];
+            }
 #pragma unroll
-                for (int j = 0; j < NT; j++)
-                    mma_tile(acc[i][j], ra[u][i][0], ra[u][i][1], ra[u][i][2], ra[u][i][3], rb[u][j][0], rb[u][j][1]);
+            for (int i = 0; i < NT * 2; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                *reinterpret_cast<uint4 *>(Bs + r * LDS + 8 * c) = rb[u][i];
+            }
         }
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (kt0 + u * GEMM_WARPS >= n_kt) break;
+            const uint32_t *A32 = reinterpret_cast<const uint32_t *>(buf + u * TILE);
+            const uint32_t *B32 = A32 + MT * 16 * LDS / 2;
+#pragma unroll
+            for (int kk = 0; kk < WK_GEMM_BK / 16; kk++) {
+                const int kw = kk * 8; /* in 32-bit words */
+                uint32_t b[NT][2];
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    b[j][0] = B32[(j * 8 + g) * (LDS / 2) + kw + t];
+                    b[j][1] = B32[(j * 8 + g) * (LDS / 2) + kw + 4 + t];
+                }
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    uint32_t a[4];
+                    a[0] = A32[(i * 16 + g) * (LDS / 2) + kw + t];
+                    a[1] = A32[(i * 16 + g + 8) * (LDS / 2) + kw + t];
+                    a[2] = A32[(i * 16 + g) * (LDS / 2) + kw + 4 + t];
+                    a[3] = A32[(i * 16 + g + 8) * (LDS / 2) + kw + 4 + t];
+#pragma unroll
+                    for (int j = 0; j < NT; j++) mma16816(acc[i][j], a, b[j]);
+                }
+            }
+        }
+        __syncwarp();
     }
 
-    /* the warp partials, folded in warp order */
+    /* the warp partials, added in warp order */
+    __syncthreads();
+    float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, MT*16, NT*8) */
+    constexpr int TW = NT * 8, TM = MT * 16;
 #pragma unroll
     for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int j = 0; j < NT; j++) {
-            float *pp = part[warp];
+            float *pp = part + (size_t)warp * TM * TW;
             const int r = i * 16 + g, c = j * 8 + 2 * t;
             pp[r * TW + c] = acc[i][j][0];
             pp[r * TW + c + 1] = acc[i][j][1];
@@ -180,146 +165,13 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_skinny_kernel(const __gr
     for (int o = threadIdx.x; o < TM * TW; o += GEMM_WARPS * 32) {
         const int r = o / TW, c = o % TW, m = m0 + r, n = n0 + c;
         if (m >= p.n_rows || n >= N) continue;
-        float v = part[0][o];
+        float v = part[o];
 #pragma unroll
-        for (int w = 1; w < GEMM_WARPS; w++) v += part[w][o];
-        if (p.S > 1) {
-            p.ws[((size_t)blockIdx.z * p.n_rows + m) * p.n_cols + p.col_off[si] + n] = v;
-        } else {
-            float *y = S.y + (size_t)m * S.ldy + n;
-            if (p.add) *y += v;
-            else *y = v;
-        }
+        for (int w = 1; w < GEMM_WARPS; w++) v += part[w * TM * TW + o];
+        float *y = S.y + (size_t)m * S.ldy + n;
+        if (p.add) *y += v;
+        else *y = v;
     }
-}
-
-/* total = ((q_0 + q_1) + ...) + q_S-1 per output, into the segments' y. */
-__global__ void __launch_bounds__(256) gemm_merge_kernel(const __grid_constant__ gemm_params p) {
-    const int col = blockIdx.x * 256 + threadIdx.x, m = blockIdx.y;
-    if (col >= p.n_cols) return;
-    int si = 0;
-    while (si < 2 && col >= p.col_off[si + 1] && p.col_off[si + 1] > p.col_off[si]) si++;
-    const wk_gemm_seg &S = p.seg[si];
-    const int n = col - p.col_off[si];
-    const float *w = p.ws + (size_t)m * p.n_cols + col;
-    const size_t zs = (size_t)p.n_rows * p.n_cols;
-    float v = w[0];
-    for (int z = 1; z < p.S; z++) v += w[z * zs];
-    float *y = S.y + (size_t)m * S.ldy + n;
-    if (p.add) *y += v;
-    else *y = v;
-}
-
-// --- tiled: > 32 rows ------------------------------------------------------------------
-
-#define TBM 64
-#define TBN 64
-/* shared tile: rows of 8 chunks (128 bytes), chunk c of row r at c ^ 4 (r & 1): the
- * fragment loads (rows g, g+1 of a quarter-warp, chunks t / t+4) hit 32 banks */
-__device__ __forceinline__ int swz(int r, int c) { return r * 8 + (c ^ ((r & 1) << 2)); }
-
-template <int T>
-__global__ void __launch_bounds__(GEMM_WARPS * 32, 2) gemm_tiled_kernel(const __grid_constant__ gemm_params p) {
-    __shared__ uint4 sm[2][TBM * 8 + TBN * 8];
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int si = seg_of(p, blockIdx.x);
-    const wk_gemm_seg &S = p.seg[si];
-    const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * TBN;
-    const int m0 = blockIdx.y * TBM;
-    const int N = S.W.n_rows, K = p.n_in, KC = K / 8;
-    const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK, P = GEMM_WARPS * p.S;
-    const int s_begin = p.zgrid ? (int)blockIdx.z * GEMM_WARPS : 0, s_end = p.zgrid ? s_begin + GEMM_WARPS : P;
-    const int last_slot = min(s_end, n_kt) - 1;
-    const int g = lane >> 2, t = lane & 3;
-    const int wm = (warp >> 2) * 32, wn = (warp & 3) * 16; /* warp tile 32 x 16 */
-    float acc[2][2][4], q[2][2][4], tot[2][2][4];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc[i][j][e] = q[i][j][e] = tot[i][j][e] = 0.0f;
-
-    /* this thread's two A and two B chunks of a tile: idx = tid + 256 i, row idx/8, chunk idx%8 */
-    const __half *ap[2];
-    const int ra0 = tid >> 3, rc = tid & 7;
-#pragma unroll
-    for (int i = 0; i < 2; i++) ap[i] = p.x16 + (size_t)min(m0 + ra0 + 32 * i, p.n_rows - 1) * p.lda + 8 * rc;
-    uint4 la[2], lb[2];
-    auto load = [&](int kt) {
-        const int kc = kt * 8 + rc;
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            la[i] = *reinterpret_cast<const uint4 *>(ap[i] + kt * WK_GEMM_BK);
-            lb[i] = load_b<T>(S, n0 + ra0 + 32 * i, kc, N, KC);
-        }
-    };
-    if (s_begin < n_kt) load(s_begin);
-    int buf = 0;
-    for (int s = s_begin; s < s_end; s++) {
-        for (int kt = s; kt < n_kt; kt += P) {
-            uint4 *A = sm[buf], *B = sm[buf] + TBM * 8;
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                A[swz(ra0 + 32 * i, rc)] = la[i];
-                B[swz(ra0 + 32 * i, rc)] = lb[i];
-            }
-            __syncthreads();
-            int nk = kt + P;
-            if (nk >= n_kt) nk = s < last_slot ? s + 1 : -1;
-            if (nk >= 0) load(nk);
-            uint4 bf[2][2];
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                const int r = wn + j * 8 + g;
-                bf[j][0] = B[swz(r, t)];
-                bf[j][1] = B[swz(r, t + 4)];
-            }
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const int r = wm + i * 16 + g;
-                const uint4 alo0 = A[swz(r, t)], ahi0 = A[swz(r + 8, t)];
-                const uint4 alo1 = A[swz(r, t + 4)], ahi1 = A[swz(r + 8, t + 4)];
-#pragma unroll
-                for (int j = 0; j < 2; j++) mma_tile(acc[i][j], alo0, ahi0, alo1, ahi1, bf[j][0], bf[j][1]);
-            }
-            buf ^= 1;
-        }
-        /* slot s done: q = p (first of its group) or q + p; the group's q into the total */
-        const int w = s % GEMM_WARPS;
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-            for (int j = 0; j < 2; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    q[i][j][e] = w == 0 ? acc[i][j][e] : q[i][j][e] + acc[i][j][e];
-                    acc[i][j][e] = 0.0f;
-                    if (w == GEMM_WARPS - 1) tot[i][j][e] = s == GEMM_WARPS - 1 ? q[i][j][e] : tot[i][j][e] + q[i][j][e];
-                }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int j = 0; j < 2; j++)
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int m = m0 + wm + i * 16 + g + 8 * h;
-                if (m >= p.n_rows) continue;
-#pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const int n = n0 + wn + j * 8 + 2 * t + e;
-                    if (n >= N) continue;
-                    if (p.zgrid) {
-                        p.ws[((size_t)blockIdx.z * p.n_rows + m) * p.n_cols + p.col_off[si] + n] = q[i][j][2 * h + e];
-                        continue;
-                    }
-                    float *y = S.y + (size_t)m * S.ldy + n;
-                    const float v = tot[i][j][2 * h + e];
-                    if (p.add) *y += v;
-                    else *y = v;
-                }
-            }
 }
 
 /* F32 weights: warp per (output column, 8-row group), fp32 throughout. */
@@ -353,66 +205,51 @@ __global__ void __launch_bounds__(256) gemm_f32_kernel(const __grid_constant__ g
     }
 }
 
-static void set_blocks(gemm_params &p, const wk_gemm_seg *segs, int n_segs, int bn) {
+template <int T, int MT, int NT, int U>
+static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
+    gemm_params p = p0;
     int blocks = 0;
     for (int i = 0; i < 3; i++) {
-        if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, bn);
+        if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, NT * 8);
         p.blk_end[i] = blocks;
     }
-}
-
-template <int T, int MT, int NT, int U>
-static cudaError_t launch_skinny(gemm_params p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
-    set_blocks(p, segs, n_segs, NT * 8);
-    dim3 grid(p.blk_end[2], wk_cdiv(p.n_rows, MT * 16), p.S);
-    gemm_skinny_kernel<T, MT, NT, U><<<grid, GEMM_WARPS * 32, 0, st>>>(p);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess || p.S == 1) return e;
-    gemm_merge_kernel<<<dim3(wk_cdiv(p.n_cols, 256), p.n_rows), 256, 0, st>>>(p);
+    const size_t tiles = (size_t)GEMM_WARPS * U * (MT * 16 + NT * 8) * LDS * sizeof(__half);
+    const size_t red = (size_t)GEMM_WARPS * MT * 16 * NT * 8 * sizeof(float);
+    const size_t smem = tiles > red ? tiles : red;
+    static bool attr_set = false; /* per instantiation */
+    if (!attr_set) {
+        cudaError_t e = cudaFuncSetAttribute(gemm_mma_kernel<T, MT, NT, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem);
+        if (e != cudaSuccess) return e;
+        attr_set = true;
+    }
+    dim3 grid(blocks, wk_cdiv(p.n_rows, MT * 16));
+    gemm_mma_kernel<T, MT, NT, U><<<grid, GEMM_WARPS * 32, smem, st>>>(p);
     return cudaGetLastError();
 }
 
-/* Split count of a launch: a function of n_in and the widest matrix only.
- * Wide matrices have blocks enough; long narrow ones (the down projection)
- * are cut so that a one-row GEMM has ~1-2 k-tiles per warp. */
-static int gemm_splits(int n_in, int n_max) {
-    const int n_kt = wk_cdiv(n_in, WK_GEMM_BK);
-    if (n_max >= 8192 || 2 * n_in < 3 * n_max) return 1;
-    int s = n_kt / 6;
-    return s < 2 ? 2 : s > 8 ? 8 : s;
-}
-
-size_t wk_cu_gemm_ws_floats(int n_in, int n_max, int n_total) {
-    const int s = gemm_splits(n_in, n_max);
-    return s > 1 ? (size_t)s * WK_GEMM_SKINNY_ROWS * n_total : 0;
-}
-
-/* Kernel and tile shape by the number of rows and the launch's width (results
- * do not depend on it, see the top). */
+/* Tile shape by the number of rows and the matrix's width (results do not
+ * depend on it, see the top): few rows take narrow tiles, so a narrow matrix
+ * still spreads over the SMs, and more k-tiles in flight when rows are long. */
 template <int T>
-static cudaError_t launch_type(gemm_params &p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
-    const bool wide = p.n_cols > 2048;
+static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
+    int N = 0;
+    for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
+    const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
     if (p.n_rows <= 16) {
-        if (wide) return launch_skinny<T, 1, 2, 2>(p, segs, n_segs, st);
-        return launch_skinny<T, 1, 1, 2>(p, segs, n_segs, st);
+        if (long_k) return launch_mma<T, 1, 1, 4>(p, segs, n_segs, st);
+        if (wide) return launch_mma<T, 1, 2, 2>(p, segs, n_segs, st);
+        return launch_mma<T, 1, 1, 2>(p, segs, n_segs, st);
     }
-    if (p.n_rows <= 32) {
-        if (wide) return launch_skinny<T, 2, 4, 1>(p, segs, n_segs, st);
-        return launch_skinny<T, 2, 1, 2>(p, segs, n_segs, st);
+    if (p.n_rows <= 64) {
+        if (wide) return launch_mma<T, 2, 4, 1>(p, segs, n_segs, st);
+        return launch_mma<T, 2, 1, 2>(p, segs, n_segs, st);
     }
-    /* more rows: shared tiles; up to WK_GEMM_SKINNY_ROWS the splits still go over the grid */
-    set_blocks(p, segs, n_segs, TBN);
-    p.zgrid = p.S > 1 && p.n_rows <= WK_GEMM_SKINNY_ROWS;
-    dim3 grid(p.blk_end[2], wk_cdiv(p.n_rows, TBM), p.zgrid ? p.S : 1);
-    gemm_tiled_kernel<T><<<grid, GEMM_WARPS * 32, 0, st>>>(p);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess || !p.zgrid) return e;
-    gemm_merge_kernel<<<dim3(wk_cdiv(p.n_cols, 256), p.n_rows), 256, 0, st>>>(p);
-    return cudaGetLastError();
+    return launch_mma<T, 4, 4, 1>(p, segs, n_segs, st);
 }
 
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,
-                       int n_rows, bool add, float *ws, cudaStream_t st) {
+                       int n_rows, bool add, cudaStream_t st) {
     if (n_rows <= 0 || n_segs <= 0) return cudaSuccess;
     const int type = segs[0].W.type;
     if (type == GGML_TYPE_F32) {
@@ -430,20 +267,8 @@ cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, c
         return cudaGetLastError();
     }
     gemm_params p = {};
-    int cols = 0, n_max = 0;
-    for (int i = 0; i < 3; i++) {
-        p.col_off[i] = cols;
-        if (i < n_segs) {
-            p.seg[i] = segs[i];
-            cols += segs[i].W.n_rows;
-            if (segs[i].W.n_rows > n_max) n_max = segs[i].W.n_rows;
-        }
-    }
-    p.n_cols = cols;
-    p.x16 = x16, p.lda = lda, p.n_in = segs[0].W.n_in, p.n_rows = n_rows, p.add = add;
-    p.S = gemm_splits(p.n_in, n_max);
-    p.ws = ws;
-    if (p.S > 1 && !ws) return cudaErrorInvalidValue;
+    for (int i = 0; i < n_segs; i++) p.seg[i] = segs[i];
+    p.n_segs = n_segs, p.x16 = x16, p.lda = lda, p.n_in = segs[0].W.n_in, p.n_rows = n_rows, p.add = add;
     cudaError_t e = cudaErrorInvalidValue;
     WK_TYPE_SWITCH(type, e = launch_type<T_>(p, segs, n_segs, st));
     return e;

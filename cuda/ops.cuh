@@ -24,7 +24,6 @@
 
 #define WK_GEMM_BK 64 /* k elements per tile; activation rows are padded to a multiple */
 #define WK_GEMM_MROWS 64 /* activation buffers hold a multiple of this many rows */
-#define WK_GEMM_SKINNY_ROWS 64 /* launches of at most this many rows may split k across blocks */
 
 /* One output segment of a GEMM launch: y[r*ldy + n] (=|+=) dot(W row n, x row r)
  * for n < W.n_rows. A launch covers up to 3 segments with the same input (q, k,
@@ -37,12 +36,9 @@ struct wk_gemm_seg {
 
 /* y = x · Wᵀ (add: y += ...) for rows 0..n_rows-1. x16: (>= roundup(n_rows,
  * WK_GEMM_MROWS), lda) f16, x32: the same rows in f32 (the F32 weight path).
- * All segments share n_in = W.n_in. ws: split-K workspace of at least
- * wk_cu_gemm_ws_floats(n_in, widest segment's rows, all segments' rows)
- * floats (may be NULL where that is 0). */
+ * All segments share n_in = W.n_in. */
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,
-                       int n_rows, bool add, float *ws, cudaStream_t st);
-size_t wk_cu_gemm_ws_floats(int n_in, int n_max, int n_total);
+                       int n_rows, bool add, cudaStream_t st);
 
 // --- norm-rope.cu --------------------------------------------------------------
 
