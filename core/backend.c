@@ -10,6 +10,41 @@ int wk_backend_default_ctx(int n_ctx_train) {
     return n_ctx_train;
 }
 
+wk_status wk_batch_check(const struct wk_backend *b, const struct wk_batch *batch, int *n_rows, int *n_page_refs,
+                         char *err, size_t err_len) {
+    if (!batch || batch->n_seqs < 1 || batch->n_seqs > b->max_seqs)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "batch of %d sequences (1..%d)",
+                       batch ? batch->n_seqs : 0, b->max_seqs);
+    int64_t total = 0, refs = 0;
+    for (int i = 0; i < batch->n_seqs; i++) {
+        const struct wk_batch_seq *s = &batch->seqs[i];
+        if (s->n_tokens < 1 || s->pos < 0 || (int64_t)s->pos + s->n_tokens > b->n_ctx)
+            return wk_errf(err, err_len, WK_STATUS_OUT_OF_RANGE,
+                           "sequence %d: tokens [%d, %lld) do not fit the context of %d", i, s->pos,
+                           (long long)s->pos + s->n_tokens, b->n_ctx);
+        const int need = (s->pos + s->n_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
+        if (!s->pages || s->n_pages < need)
+            return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
+                           "sequence %d: %d pages cover fewer than %d positions", i, s->n_pages, s->pos + s->n_tokens);
+        for (int p = 0; p < need; p++)
+            if (s->pages[p] < 0 || s->pages[p] >= b->n_kv_pages)
+                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "sequence %d: page id %d outside [0, %d)",
+                               i, s->pages[p], b->n_kv_pages);
+        for (int t = 0; t < s->n_tokens; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= b->n_vocab)
+                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "token id %d is outside [0, %d)",
+                               s->tokens[t], b->n_vocab);
+        total += s->n_tokens;
+        refs += need;
+    }
+    if (total > b->max_step_tokens)
+        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "step of %lld tokens (at most %d)",
+                       (long long)total, b->max_step_tokens);
+    *n_rows = (int)total;
+    if (n_page_refs) *n_page_refs = (int)refs;
+    return WK_STATUS_OK;
+}
+
 /* Page table of the one sequence: pages 0 .. n-1. */
 static int32_t *identity_pages(int n) {
     int32_t *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);

@@ -172,6 +172,14 @@ static inline void wk_backend_free(struct wk_backend *b) {
     if (b && b->ops && b->ops->destroy) b->ops->destroy(b);
 }
 
+/* What every forward checks before it writes anything: 1..max_seqs
+ * sequences, positions inside n_ctx, page tables that cover the tokens with
+ * ids < n_kv_pages, token ids < n_vocab, at most max_step_tokens tokens.
+ * *n_rows = the step's tokens, *n_page_refs = the page-table entries the
+ * step reads (sum over sequences of ceil((pos + n_tokens) / PAGE)). */
+wk_status wk_batch_check(const struct wk_backend *b, const struct wk_batch *batch, int *n_rows, int *n_page_refs,
+                         char *err, size_t err_len);
+
 /* n_ctx <= 0 resolved: the training context capped at WK_CTX_CAP_DEFAULT. */
 int wk_backend_default_ctx(int n_ctx_train);
 

@@ -177,41 +177,6 @@ static void forward_rows(struct wk_backend *b, const struct wk_batch *batch, int
     record(c, hp->n_layer, c->h, n);
 }
 
-/* Checks everything forward reads before anything is written. */
-static wk_status check_batch(const struct wk_backend *b, const struct wk_batch *batch, int *n_rows, char *err,
-                             size_t err_len) {
-    const struct cpu_impl *c = b->impl;
-    if (!batch || batch->n_seqs < 1 || batch->n_seqs > b->max_seqs)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "batch of %d sequences (1..%d)",
-                       batch ? batch->n_seqs : 0, b->max_seqs);
-    int64_t total = 0;
-    for (int i = 0; i < batch->n_seqs; i++) {
-        const struct wk_batch_seq *s = &batch->seqs[i];
-        if (s->n_tokens < 1 || s->pos < 0 || (int64_t)s->pos + s->n_tokens > b->n_ctx)
-            return wk_errf(err, err_len, WK_STATUS_OUT_OF_RANGE,
-                           "sequence %d: tokens [%d, %lld) do not fit the context of %d", i, s->pos,
-                           (long long)s->pos + s->n_tokens, b->n_ctx);
-        const int need = (s->pos + s->n_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
-        if (!s->pages || s->n_pages < need)
-            return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
-                           "sequence %d: %d pages cover fewer than %d positions", i, s->n_pages, s->pos + s->n_tokens);
-        for (int p = 0; p < need; p++)
-            if (s->pages[p] < 0 || s->pages[p] >= b->n_kv_pages)
-                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "sequence %d: page id %d outside [0, %d)",
-                               i, s->pages[p], b->n_kv_pages);
-        for (int t = 0; t < s->n_tokens; t++)
-            if (s->tokens[t] < 0 || s->tokens[t] >= c->n_vocab)
-                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "token id %d is outside [0, %d)",
-                               s->tokens[t], c->n_vocab);
-        total += s->n_tokens;
-    }
-    if (total > b->max_step_tokens)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "step of %lld tokens (at most %d)",
-                       (long long)total, b->max_step_tokens);
-    *n_rows = (int)total;
-    return WK_STATUS_OK;
-}
-
 /* Logits of rows rows[0..n) (each a row of c->h) into dst[i * n_vocab]. */
 static void logits_rows(struct wk_backend *b, const int *rows, int n, float *const *dst) {
     struct cpu_impl *c = b->impl;
@@ -230,7 +195,7 @@ static wk_status cpu_forward(struct wk_backend *b, const struct wk_batch *batch,
     struct cpu_impl *c = b->impl;
     const struct wk_model *m = b->model;
     int n = 0;
-    wk_status st = check_batch(b, batch, &n, err, err_len);
+    wk_status st = wk_batch_check(b, batch, &n, NULL, err, err_len);
     if (st != WK_STATUS_OK) return st;
     free(c->hidden);
     c->hidden = NULL;

@@ -129,7 +129,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(const __grid_co
     if (n_split > 1 && tid == 0) outp[0] = mx, outp[1] = l;
 }
 
-__global__ void attn_merge_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
+/* The splits of a row folded in split order. The partials' maxima are in the
+ * natural-log domain (scalar kernel) or the base-2 domain (flash kernel). */
+template <bool BASE2>
+__global__ void merge_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
     const int r = blockIdx.x, h = blockIdx.y;
     int pos, p0;
     row_range(a, r, &pos, &p0);
@@ -140,10 +143,16 @@ __global__ void attn_merge_kernel(const __grid_constant__ wk_attn_args a, int ma
     float M = -INFINITY;
     for (int s = 0; s < n_split; s++) M = fmaxf(M, part[s * (hd + 2)]);
     float L = 0.0f;
-    for (int s = 0; s < n_split; s++) L += part[s * (hd + 2) + 1] * expf(part[s * (hd + 2)] - M);
+    for (int s = 0; s < n_split; s++) {
+        const float x = part[s * (hd + 2)] - M;
+        L += part[s * (hd + 2) + 1] * (BASE2 ? exp2f(x) : expf(x));
+    }
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float o = 0.0f;
-        for (int s = 0; s < n_split; s++) o += part[s * (hd + 2) + 2 + d] * expf(part[s * (hd + 2)] - M);
+        for (int s = 0; s < n_split; s++) {
+            const float x = part[s * (hd + 2)] - M;
+            o += part[s * (hd + 2) + 2 + d] * (BASE2 ? exp2f(x) : expf(x));
+        }
         const size_t oi = (size_t)r * a.ld + h * hd + d;
         a.y32[oi] = o / L;
         a.y16[oi] = __float2half_rn(o / L);
@@ -157,7 +166,7 @@ static cudaError_t scalar_attention(const wk_attn_args &a, int n_rows, int max_s
     attn_split_kernel<<<dim3(n_rows, a.n_head, max_split), ATT_THREADS, smem, st>>>(a);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || max_split == 1) return e;
-    attn_merge_kernel<<<dim3(n_rows, a.n_head), 128, 0, st>>>(a, max_split);
+    merge_kernel<false><<<dim3(n_rows, a.n_head), 128, 0, st>>>(a, max_split);
     return cudaGetLastError();
 }
 
@@ -386,27 +395,6 @@ __global__ void __launch_bounds__(256) flash_kernel(const __grid_constant__ wk_a
     }
 }
 
-/* splits of a row folded in split order (m in the exp2 domain) */
-__global__ void flash_merge_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
-    const int r = blockIdx.x, h = blockIdx.y;
-    int pos, p0;
-    row_range(a, r, &pos, &p0);
-    const int n_split = pos / WK_ATT_CHUNK - p0 / WK_ATT_CHUNK + 1;
-    if (n_split == 1) return;
-    const int hd = a.hd;
-    const float *part = a.part + ((size_t)r * a.n_head + h) * max_split * (hd + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, part[s * (hd + 2)]);
-    float L = 0.0f;
-    for (int s = 0; s < n_split; s++) L += part[s * (hd + 2) + 1] * exp2f(part[s * (hd + 2)] - M);
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < n_split; s++) o += part[s * (hd + 2) + 2 + d] * exp2f(part[s * (hd + 2)] - M);
-        const size_t oi = (size_t)r * a.ld + h * hd + d;
-        a.y32[oi] = o / L;
-        a.y16[oi] = __float2half_rn(o / L);
-    }
-}
 
 template <int HD>
 static cudaError_t launch_flash(const wk_attn_args &a, int n_rows, int max_split, cudaStream_t st) {
@@ -422,7 +410,7 @@ static cudaError_t launch_flash(const wk_attn_args &a, int n_rows, int max_split
                                                                                            hgroups);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess || max_split == 1) return e;
-    flash_merge_kernel<<<dim3(n_rows, a.n_head), 128, 0, st>>>(a, max_split);
+    merge_kernel<true><<<dim3(n_rows, a.n_head), 128, 0, st>>>(a, max_split);
     return cudaGetLastError();
 }
 

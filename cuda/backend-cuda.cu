@@ -402,46 +402,10 @@ static wk_status run_decode_graph(struct wk_backend *b, int bk, char *err, size_
 
 // --- the interface ------------------------------------------------------------------------
 
-static wk_status check_batch(const struct wk_backend *b, const struct wk_batch *batch, int *n_rows, int *n_pt,
-                             char *err, size_t err_len) {
-    const cu_impl *c = (const cu_impl *)b->impl;
-    if (!batch || batch->n_seqs < 1 || batch->n_seqs > b->max_seqs)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "batch of %d sequences (1..%d)",
-                       batch ? batch->n_seqs : 0, b->max_seqs);
-    int64_t total = 0, pts = 0;
-    for (int i = 0; i < batch->n_seqs; i++) {
-        const struct wk_batch_seq *s = &batch->seqs[i];
-        if (s->n_tokens < 1 || s->pos < 0 || (int64_t)s->pos + s->n_tokens > b->n_ctx)
-            return wk_errf(err, err_len, WK_STATUS_OUT_OF_RANGE,
-                           "sequence %d: tokens [%d, %lld) do not fit the context of %d", i, s->pos,
-                           (long long)s->pos + s->n_tokens, b->n_ctx);
-        const int need = (s->pos + s->n_tokens + WK_KV_PAGE_TOKENS - 1) / WK_KV_PAGE_TOKENS;
-        if (!s->pages || s->n_pages < need)
-            return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT,
-                           "sequence %d: %d pages cover fewer than %d positions", i, s->n_pages, s->pos + s->n_tokens);
-        for (int p = 0; p < need; p++)
-            if (s->pages[p] < 0 || s->pages[p] >= b->n_kv_pages)
-                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "sequence %d: page id %d outside [0, %d)",
-                               i, s->pages[p], b->n_kv_pages);
-        for (int t = 0; t < s->n_tokens; t++)
-            if (s->tokens[t] < 0 || s->tokens[t] >= c->V)
-                return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "token id %d is outside [0, %d)",
-                               s->tokens[t], c->V);
-        total += s->n_tokens;
-        pts += need;
-    }
-    if (total > b->max_step_tokens)
-        return wk_errf(err, err_len, WK_STATUS_INVALID_ARGUMENT, "step of %lld tokens (at most %d)",
-                       (long long)total, b->max_step_tokens);
-    *n_rows = (int)total;
-    *n_pt = (int)pts;
-    return WK_STATUS_OK;
-}
-
 static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
     int n = 0, n_pt = 0;
-    TRY(check_batch(b, batch, &n, &n_pt, err, err_len));
+    TRY(wk_batch_check(b, batch, &n, &n_pt, err, err_len));
     CUDA_TRY(cudaSetDevice(c->dev));
     bool decode = !b->record_hidden && !c->force_eager && batch->n_seqs == n && n <= (1 << (N_BUCKETS - 1)) && n <= c->LR;
     const int B = decode ? 1 << bucket_of(n) : n;

@@ -587,9 +587,5 @@ int main(int argc, char **argv) {
         tcase_add_loop_test(tc, gemma3_reference, 0, (int)(sizeof gemma_cases / sizeof *gemma_cases));
     }
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

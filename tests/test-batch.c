@@ -333,9 +333,5 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, bad_batches_refused);
     if (strcmp(g_device, "cpu") != 0) tcase_add_loop_test(tc, device_matches_cpu, 0, N_MODELS);
     suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(su);
 }

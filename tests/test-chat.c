@@ -527,9 +527,5 @@ static Suite *chat_suite(const char *group) {
 }
 
 int main(int argc, char **argv) {
-    SRunner *sr = srunner_create(chat_suite(tu_group(argc, argv)));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(chat_suite(tu_group(argc, argv)));
 }

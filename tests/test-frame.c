@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "worker.pb-c.h"
+#include "tests/testutil.h"
 #include "worker/frame.h"
 
 /* flag 0, big-endian length, then the payload */
@@ -398,9 +399,5 @@ int main(void) {
     tcase_add_test(tc, test_write_full_epipe);
     tcase_add_test(tc, test_find_nul_fields);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

@@ -1082,9 +1082,5 @@ static Suite *gguf_suite(const char *group) {
 }
 
 int main(int argc, char **argv) {
-    SRunner *sr = srunner_create(gguf_suite(tu_group(argc, argv)));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(gguf_suite(tu_group(argc, argv)));
 }

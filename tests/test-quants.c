@@ -724,9 +724,5 @@ int main(void) {
         bench();
         return 0;
     }
-    SRunner *sr = srunner_create(quants_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(quants_suite());
 }

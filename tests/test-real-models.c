@@ -983,9 +983,5 @@ int main(int argc, char **argv) {
         fprintf(stderr, "real: the SmolLM2 haiku is not tested: greedy SmolLM2 fails to include the "
                         "word for most minutes (docs/real-models.md)\n");
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

@@ -371,10 +371,7 @@ int main(void) {
         tcase_add_test(ts, sched_refuses_only_what_cannot_fit);
         suite_add_tcase(su, ts);
     }
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    const int failed = tu_run_suite(su);
     if (g_have_model) wk_model_free(&g_model);
     if (failed) return 1;
     return g_have_model ? 0 : 77; /* the scheduler half could not run: say so */

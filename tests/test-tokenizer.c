@@ -671,9 +671,5 @@ static Suite *tokenizer_suite(const char *group) {
 }
 
 int main(int argc, char **argv) {
-    SRunner *sr = srunner_create(tokenizer_suite(tu_group(argc, argv)));
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(tokenizer_suite(tu_group(argc, argv)));
 }

@@ -2106,9 +2106,5 @@ int main(int argc, char **argv) {
         ADD(tc, test_issue8_requests_served_and_refused);
     }
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(s);
 }

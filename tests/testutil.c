@@ -1,6 +1,8 @@
 /* testutil.c — see testutil.h. */
 #include "tests/testutil.h"
 
+#include <check.h>
+
 #include "loader/gguf.h"
 
 #include <math.h>
@@ -145,4 +147,12 @@ void tu_wb_kv_str(struct tu_wb *b, const char *key, const char *v) {
     tu_wb_str(b, key);
     tu_wb_u32(b, GGUF_TYPE_STRING);
     tu_wb_str(b, v);
+}
+
+int tu_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    const int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
 }

@@ -26,6 +26,11 @@ void *tu_read_file(const char *path, size_t *len);
  * malloc'ed (caller frees); NULL when the file or the key is missing. */
 #include <stdint.h>
 int32_t *tu_read_ids(const char *path, const char *key, size_t *n);
+/* Run a Check suite (forking per test, normal output) and free it: 0 when
+ * every test passed, else 1 (the test binary's exit status). */
+struct Suite;
+int tu_run_suite(struct Suite *s);
+
 /* ||a-b|| / ||b|| over n floats. */
 double tu_rel_l2(const float *a, const float *b, size_t n);
 

@@ -52,6 +52,21 @@ mode=${1:-}
 
 # On the device: the pack's shared/ (vocabulary unzipped) in /tmp/orcd-shared,
 # its binaries (gzipped to fit the transfer) in /tmp/orcd-bin.
+# run_check NAME TIMEOUT CMD...: one check, its output in $out/NAME.log, its
+# summary lines printed; a failure's status is kept in rc.
+run_check() {
+    name=$1 limit=$2
+    shift 2
+    echo "== $name"
+    set +e
+    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    st=$?
+    set -e
+    grep -E "Checks|:F:|:E:|^test-soak:" "$out/$name.log" | tail -5 || true
+    echo "$name exit status $st"
+    [ $st -eq 0 ] || rc=$st
+}
+
 unpack() {
     rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
     [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz ] && gunzip /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz
@@ -126,30 +141,12 @@ device)
             tail -2 "$out/sanitizer-$case.log"
         done
     fi
-    if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
-        # batch invariance through the batch API (alone == batched == prefix hit,
-        # every weight type, phi3 too) and every prompt row against the CPU
-        echo "== test-batch cuda"
-        set +e
-        timeout 200 "/tmp/orcd-bin/test-batch" cuda > "$out/test-batch.log" 2>&1
-        brc=$?
-        set -e
-        grep -E "Checks|:F:|:E:" "$out/test-batch.log" | tail -5 || true
-        echo "test-batch exit status $brc"
-        [ $brc -eq 0 ] || rc=$brc
-    fi
-    if [ "${GPU_RUN_SOAK:-1}" = 1 ]; then
-        # 1,000 requests through the worker's pipes on cuda: each stream equal to its run alone
-        echo "== test-soak on cuda"
-        set +e
-        ORCD_TEST_DEVICE=cuda ORCD_WORKER="/tmp/orcd-bin/worker-orcd" timeout 300 "/tmp/orcd-bin/test-soak" \
-            > "$out/test-soak.log" 2>&1
-        src=$?
-        set -e
-        tail -2 "$out/test-soak.log"
-        echo "test-soak exit status $src"
-        [ $src -eq 0 ] || rc=$src
-    fi
+    # batch invariance through the batch API (alone == batched == prefix hit,
+    # every weight type, phi3 too) and every prompt row against the CPU
+    [ "${GPU_RUN_TESTS:-1}" = 1 ] && run_check test-batch 200 "/tmp/orcd-bin/test-batch" cuda
+    # 1,000 requests through the worker's pipes on cuda: each stream equal to its run alone
+    [ "${GPU_RUN_SOAK:-1}" = 1 ] && run_check test-soak 300 env ORCD_TEST_DEVICE=cuda \
+        ORCD_WORKER=/tmp/orcd-bin/worker-orcd "/tmp/orcd-bin/test-soak"
     if [ "${GPU_RUN_WORKER_TESTS:-1}" = 1 ]; then
         # the integration suite (protocol, cancel, health, stops, UTF-8, seeds) with --device cuda
         echo "== test-worker on cuda"
