@@ -43,6 +43,11 @@ static const char *model_rel(int i) {
     return i < N_LISTED ? k_models[i] : getenv("ORCD_TEST_EXTRA_MODEL");
 }
 
+/* Every backend in this file: 256 positions, a 64-page pool, 4 sequences and
+ * 96 tokens a step (the bad-batch test relies on these bounds). */
+static const struct wk_backend_config k_cfg = {.n_ctx = 256, .kv_tokens = 64 * PAGE, .max_seqs = 4,
+                                               .max_step_tokens = 96};
+
 struct fixture {
     struct wk_model m;
     struct wk_backend *b;
@@ -54,8 +59,7 @@ static void open_model(struct fixture *f, int i) {
     if (i < N_LISTED) tu_shared_path(path, sizeof path, k_models[i]);
     else snprintf(path, sizeof path, "%s", model_rel(i));
     ck_assert_msg(wk_model_load(path, &f->m, err, sizeof err) == WK_STATUS_OK, "%s: %s", model_rel(i), err);
-    struct wk_backend_config cfg = {.n_ctx = 256, .kv_tokens = 64 * PAGE, .max_seqs = 4, .max_step_tokens = 96};
-    wk_status s = wk_backend_open(&f->m, g_device, &cfg, &f->b, err, sizeof err);
+    wk_status s = wk_backend_open(&f->m, g_device, &k_cfg, &f->b, err, sizeof err);
     ck_assert_msg(s == WK_STATUS_OK, "%s on %s: %s", model_rel(i), g_device, err);
     f->V = f->m.hp.n_vocab;
 }
@@ -163,7 +167,8 @@ START_TEST(alone_equals_batched) {
     struct wk_batch_seq q[3];
     struct seq *own[3];
 
-    /* step 1: B's whole prompt, A's first 7 tokens, C's first 30 */
+    /* step 1: B's whole prompt (all its logits copied out and sampled: the
+     * path where one sequence asks for both), A's first 7 tokens, C's first 30 */
     q[0] = part(&b, 23, true, brow), own[0] = &b;
     q[1] = part(&a, 7, false, NULL), own[1] = &a;
     q[2] = part(&c, 30, false, NULL), own[2] = &c;
@@ -247,8 +252,7 @@ START_TEST(device_matches_cpu) {
     const int V = f.V;
     char err[512];
     struct wk_backend *cpu = NULL;
-    struct wk_backend_config cfg = {.n_ctx = 256, .kv_tokens = 64 * PAGE, .max_seqs = 4, .max_step_tokens = 96};
-    ck_assert_msg(wk_backend_cpu_create(&f.m, &cfg, &cpu, err, sizeof err) == WK_STATUS_OK, "%s", err);
+    ck_assert_msg(wk_backend_cpu_create(&f.m, &k_cfg, &cpu, err, sizeof err) == WK_STATUS_OK, "%s", err);
     int32_t prompt[N_PROMPT];
     random_ids(prompt, N_PROMPT, V, 555u + (unsigned)_i);
     float *a = malloc((size_t)N_PROMPT * V * sizeof *a), *b = malloc((size_t)N_PROMPT * V * sizeof *b);
