@@ -350,61 +350,107 @@ __global__ void finalize_kernel(const float *raw, int n, const int32_t *ids, int
 
 // --- launchers -----------------------------------------------------------------------
 
-/* One block per row: argmax (ties to the lower id) and max of the row, then
- * sum exp(x - max) in double; the logprob of the argmax. Fixed order: thread
- * t takes elements t, t + 1024, ...; the block folds threads in index order
- * through the warp trees. NaN counts as -inf, as on the CPU. */
-#define GREEDY_THREADS 1024
+/* Greedy over rows of logits, GREEDY_BLOCKS blocks a row (one block took
+ * ~60 µs for a 152k vocabulary on an H200: the double exp of one SM).
+ * Block b of a row takes the contiguous range [b·chunk, (b+1)·chunk): argmax
+ * (ties to the lower id; NaN counts as -inf, as on the CPU) and its value
+ * mx_b (thread t takes elements t, t+256, ... of the range, folded through
+ * the fixed warp trees in thread order), then s_b = sum exp(x - mx_b) in
+ * double, the same way. The last block of the row to finish (a counter per
+ * row, reset by that block) folds the blocks in block order: M = max mx_b,
+ * the argmax by (value desc, id asc), S = sum_b s_b·exp(mx_b - M); lse =
+ * M + log S; the token's logprob x[tok] - lse. The order depends only on
+ * the vocabulary size. */
+#define GREEDY_THREADS 256
+#define GREEDY_BLOCKS 32
+
+struct greedy_part {
+    float mx;
+    int32_t arg;
+    double sum;
+};
+
+size_t wk_cu_greedy_ws_bytes(int max_rows) {
+    return wk_al256((size_t)max_rows * 4) + wk_al256((size_t)max_rows * GREEDY_BLOCKS * sizeof(greedy_part));
+}
+
 __global__ void __launch_bounds__(GREEDY_THREADS)
-    greedy_rows_kernel(const float *logits, int n, wk_cu_sample_res *res) {
+    greedy_rows_kernel(const float *logits, int n, greedy_part *parts, unsigned *counters, wk_cu_sample_res *res) {
     __shared__ float sv[32];
     __shared__ int si[32];
     __shared__ double sd[32];
-    const float *x = logits + (size_t)blockIdx.x * n;
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    __shared__ bool last;
+    const int row = blockIdx.y, nb = gridDim.x;
+    const float *x = logits + (size_t)row * n;
+    const int chunk = (n + nb - 1) / nb, b0 = blockIdx.x * chunk, b1 = min(n, b0 + chunk);
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = GREEDY_THREADS / 32;
     float bv = -INFINITY;
     int bi = n;
-#pragma unroll 8
-    for (int i = threadIdx.x; i < n; i += GREEDY_THREADS) argmax_merge(bv, bi, clean(x[i]), i);
+#pragma unroll 4
+    for (int i = b0 + threadIdx.x; i < b1; i += GREEDY_THREADS) argmax_merge(bv, bi, clean(x[i]), i);
     warp_argmax(bv, bi);
     if (lane == 0) sv[w] = bv, si[w] = bi;
     __syncthreads();
     if (w == 0) {
-        bv = sv[lane], bi = si[lane];
+        bv = lane < nw ? sv[lane] : -INFINITY, bi = lane < nw ? si[lane] : n;
         warp_argmax(bv, bi);
         if (lane == 0) sv[0] = bv, si[0] = bi;
     }
     __syncthreads();
     const float mx = sv[0];
-    const int tok = si[0] < n ? si[0] : 0;
+    const int arg = si[0];
     double sum = 0.0;
     if (mx > -INFINITY)
-        for (int i = threadIdx.x; i < n; i += GREEDY_THREADS) sum += exp((double)clean(x[i]) - (double)mx);
+        for (int i = b0 + threadIdx.x; i < b1; i += GREEDY_THREADS) sum += exp((double)clean(x[i]) - (double)mx);
     sum = warp_sumd(sum);
     if (lane == 0) sd[w] = sum;
     __syncthreads();
-    if (w == 0) {
-        sum = warp_sumd(sd[lane]);
-        if (lane == 0) {
-            wk_cu_sample_res *r = res + blockIdx.x;
-            r->token = tok;
-            r->argmax = tok;
-            r->n_top = 0;
-            if (mx > -INFINITY) {
-                const double lse = (double)mx + log(sum);
-                r->lse = lse;
-                r->logprob = (float)((double)clean(x[tok]) - lse);
-            } else {
-                r->lse = NAN;
-                r->logprob = (float)-log((double)n);
-            }
+    greedy_part *pr = parts + (size_t)row * nb;
+    if (threadIdx.x == 0) {
+        double t = 0.0;
+        for (int k = 0; k < nw; k++) t += sd[k];
+        pr[blockIdx.x] = greedy_part{mx, arg, t};
+        __threadfence();
+        last = atomicAdd(&counters[row], 1u) == (unsigned)nb - 1;
+    }
+    __syncthreads();
+    if (!last || threadIdx.x != 0) return;
+    __threadfence();
+    counters[row] = 0;
+    /* the other blocks' partials: volatile loads, never a stale L1 line of an earlier step */
+    const volatile greedy_part *vp = pr;
+    float M = -INFINITY;
+    int tok = n;
+    for (int k = 0; k < nb; k++) argmax_merge(M, tok, vp[k].mx, vp[k].arg);
+    double S = 0.0;
+    if (M > -INFINITY)
+        for (int k = 0; k < nb; k++) {
+            const float m = vp[k].mx;
+            if (m > -INFINITY) S += vp[k].sum * exp((double)m - (double)M);
         }
+    if (tok >= n) tok = 0;
+    wk_cu_sample_res *r = res + row;
+    r->token = tok;
+    r->argmax = tok;
+    r->n_top = 0;
+    if (M > -INFINITY) {
+        const double lse = (double)M + log(S);
+        r->lse = lse;
+        r->logprob = (float)((double)clean(x[tok]) - lse);
+    } else {
+        r->lse = NAN;
+        r->logprob = (float)-log((double)n);
     }
 }
 
-cudaError_t wk_cu_greedy_rows(const float *logits, int n_vocab, int n, wk_cu_sample_res *res, cudaStream_t st) {
+cudaError_t wk_cu_greedy_rows(const float *logits, int n_vocab, int n, wk_cu_sample_res *res, void *ws, int max_rows,
+                              cudaStream_t st) {
     if (n <= 0) return cudaSuccess;
-    greedy_rows_kernel<<<n, GREEDY_THREADS, 0, st>>>(logits, n_vocab, res);
+    if (n > max_rows) return cudaErrorInvalidValue;
+    unsigned *counters = (unsigned *)ws;
+    greedy_part *parts = (greedy_part *)((uint8_t *)ws + wk_al256((size_t)max_rows * 4));
+    const int nb = n_vocab >= GREEDY_BLOCKS * GREEDY_THREADS ? GREEDY_BLOCKS : 1;
+    greedy_rows_kernel<<<dim3(nb, n), GREEDY_THREADS, 0, st>>>(logits, n_vocab, parts, counters, res);
     return cudaGetLastError();
 }
 

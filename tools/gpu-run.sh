@@ -39,6 +39,8 @@
 #   GPU_RUN_WORKER_TESTS=0 skip test-worker on cuda   GPU_RUN_OOM=0 skip the VRAM refusal check
 #   GPU_RUN_REPRO=0        skip the 10 runs through the worker
 #   GPU_RUN_TYPES="f16 q8_0 q4_k_m"
+#   GPU_RUN_CONC=1 [GPU_RUN_NPL=1,2,4,...]  also orcd-bench --modes concurrency --sched phased per type
+#   (a pack made with GPU_PACK_EXTRA=.../orcd-bench-old also runs that binary beside the new one)
 #   GPU_RUN_VARIANTS="VAR=1 ..."  also run orcd-bench with each environment setting (the backend reads none today)
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
 #   GPU_RUN_SANITIZER=1    compute-sanitizer memcheck over test-cuda's greedy and sampler cases
@@ -47,11 +49,11 @@ set -eu
 self=$(cd "$(dirname "$0")" && pwd)
 here=$(cd "$self/.." && pwd)
 # run from inside a pack (a copy of this script at gpu-pack*/gpu-run.sh), or from tools/
-if [ -e "$self/bin/test-cuda" ] || [ -e "$self/bin/test-cuda.gz" ]; then pack=$self; else pack="$here/gpu-pack"; fi
+if [ -e "$self/bin/test-cuda" ] || [ -e "$self/bin/test-cuda.xz" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
 
 # On the device: the pack's shared/ (vocabulary unzipped) in /tmp/orcd-shared,
-# its binaries (gzipped to fit the transfer) in /tmp/orcd-bin.
+# its binaries (xz-compressed to fit the transfer) in /tmp/orcd-bin.
 # run_check NAME TIMEOUT CMD...: one check, its output in $out/NAME.log, its
 # summary lines printed; a failure's status is kept in rc.
 run_check() {
@@ -69,11 +71,11 @@ run_check() {
 
 unpack() {
     rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
-    [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz ] && gunzip /tmp/orcd-shared/models/qwen2.5-vocab.gguf.gz
+    [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.xz ] && xz -d /tmp/orcd-shared/models/qwen2.5-vocab.gguf.xz
     export ORCD_SHARED=/tmp/orcd-shared
     rm -rf /tmp/orcd-bin && mkdir -p /tmp/orcd-bin
     for f in "$pack"/bin/*; do
-        case "$f" in *.gz) gunzip -c "$f" > "/tmp/orcd-bin/$(basename "$f" .gz)" ;; *) cp "$f" /tmp/orcd-bin/ ;; esac
+        case "$f" in *.xz) xz -dc "$f" > "/tmp/orcd-bin/$(basename "$f" .xz)" ;; *) cp "$f" /tmp/orcd-bin/ ;; esac
     done
     chmod +x /tmp/orcd-bin/*
 }
@@ -104,7 +106,10 @@ pack)
         "$shared"/models/qwen2.5-vocab.gguf "$pack/shared/models/"
     cp "$shared"/reference/stories260K/once.txt "$pack/shared/reference/stories260K/"
     cp "$shared"/reference/tiny-qwen2/*.txt "$pack/shared/reference/tiny-qwen2/"
-    gzip -1 "$pack/shared/models/qwen2.5-vocab.gguf" "$pack"/bin/* # the pack must stay under 62 MB
+    # GPU_PACK_EXTRA="PATH ...": more binaries into bin/ (e.g. the previous build's
+    # orcd-bench as orcd-bench-old, for a side-by-side run in one call)
+    for x in ${GPU_PACK_EXTRA:-}; do cp "$x" "$pack/bin/"; done
+    xz -9 -T2 "$pack/shared/models/qwen2.5-vocab.gguf" "$pack"/bin/* # the pack must stay under 62 MB
     cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
@@ -206,6 +211,21 @@ device)
             timeout 120 "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
                 > "$out/bench-$t.json" 2>> "$out/bench.log" || echo "orcd-bench $t failed" >&2
             tr -d '\n' < "$out/bench-$t.json" >> "$out/bench.jsonl"; echo >> "$out/bench.jsonl"
+            if [ -x /tmp/orcd-bin/orcd-bench-old ]; then
+                # the previous build side by side, same file, same flags, same call
+                timeout 120 /tmp/orcd-bin/orcd-bench-old "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 \
+                    2>> "$out/bench.log" | tr -d '\n' | sed 's/^{/{"variant": "old", /' >> "$out/bench.jsonl"
+                echo >> "$out/bench.jsonl"
+            fi
+            if [ "${GPU_RUN_CONC:-0}" = 1 ]; then
+                # aggregate decode under concurrency (llama-batched-bench's order), new then old
+                for bb in orcd-bench orcd-bench-old; do
+                    [ -x "/tmp/orcd-bin/$bb" ] || continue
+                    timeout 200 "/tmp/orcd-bin/$bb" "$f" --device cuda --modes concurrency --sched phased \
+                        -npl "${GPU_RUN_NPL:-1,2,4,8,16,32,64}" > "$out/conc-$t-$bb.json" 2>> "$out/bench.log" \
+                        || echo "$bb concurrency $t failed" >&2
+                done
+            fi
             for v in ${GPU_RUN_VARIANTS:-}; do
                 [ "$t" = "${GPU_RUN_VARIANT_TYPES:-$t}" ] || case " ${GPU_RUN_VARIANT_TYPES} " in *" $t "*) ;; *) continue ;; esac
                 # the same with one switch of the backend off (WK_CUDA_NOGRAPH=1, WK_CUDA_NOPDL=1)

@@ -1,0 +1,108 @@
+/* rowops.cuh — the per-row bodies of norm-rope.cu's kernels, shared with
+ * the persistent decode kernel (decode-step.cu) so a row gets the same bits
+ * from either: embedding row, rmsnorm row, one head's q/k/v step, the gated
+ * activation of one element.
+ */
+#ifndef WK_CUDA_ROWOPS_CUH
+#define WK_CUDA_ROWOPS_CUH
+
+#include <math.h>
+
+#include "cuda/ops.cuh"
+
+#define NORM_THREADS 256 /* rmsnorm's block: its sum-of-squares order depends on it */
+
+/* xr[0..n) = dequant(embd row tok) * scale; threads of the block stride the
+ * 8-element chunks (elementwise: any block size gives the same values). */
+__device__ __forceinline__ void wk_embed_row(const wk_cu_mat &m, int tok, float scale, float *xr) {
+    const int n = m.n_in;
+    const uint8_t *row = m.w + (size_t)tok * m.row_bytes;
+    const bool vec = !(m.type == GGML_TYPE_F32 || m.type == GGML_TYPE_F16 || m.type == GGML_TYPE_BF16) ||
+                     m.row_bytes % 16 == 0;
+    for (int c = threadIdx.x; 8 * c < n; c += blockDim.x) {
+        float v[8];
+        if (vec && 8 * c + 8 <= n) {
+            WK_TYPE_SWITCH(m.type, wk_deq8<T_>(row, c, v));
+        } else {
+            for (int e = 0; e < 8; e++) v[e] = 8 * c + e < n ? wk_deq1(m.type, row, 8 * c + e) : 0.0f;
+        }
+        for (int e = 0; e < 8 && 8 * c + e < n; e++) xr[8 * c + e] = v[e] * scale;
+    }
+}
+
+/* The row's rmsnorm scale 1/sqrt(mean(x²) + eps): thread i of NORM_THREADS
+ * sums x[i], x[i+256], ... by fma, then the fixed block tree. Every thread
+ * of the (NORM_THREADS-thread) block calls it and gets the result. */
+__device__ __forceinline__ float wk_rms_scale(const float *xr, int n, float eps, float *sh) {
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += NORM_THREADS) ss = fmaf(xr[i], xr[i], ss);
+    ss = wk_block_sum(ss, sh);
+    return rsqrtf(ss / (float)n + eps);
+}
+
+/* o[i] = x[i] * scale * w[i] for i < n, zeros up to n_out (the k-tile end). */
+__device__ __forceinline__ void wk_rmsnorm_store(const float *xr, const float *w, int n, float scale, float *o,
+                                                 __half *o16, int n_out) {
+    for (int i = threadIdx.x; i < n_out; i += blockDim.x) {
+        const float v = i < n ? xr[i] * scale * w[i] : 0.0f;
+        o[i] = v;
+        if (o16) o16[i] = __float2half_rn(v);
+    }
+}
+
+/* One head of one row after the QKV GEMM, by one warp (lane = its lane; h:
+ * hd floats of shared memory of this warp): bias, per-head rmsnorm (warp xor
+ * tree over lane-strided squares), rope at the row's position, then q (f32)
+ * to a.q or k/v (f16) into the row's page. head: q heads, then k, then v. */
+__device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int r, int head, int lane, float *h) {
+    const int qd = a.n_head * a.hd, kvd = a.n_head_kv * a.hd;
+    const float *row = a.qkv + (size_t)r * (qd + 2 * kvd);
+    const int pos = a.row_pos[r];
+    const int half = a.rd / 2;
+    const float2 *cs = a.cs + (size_t)pos * (half > 0 ? half : 1);
+    const int kind = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
+    const int hh = kind == 0 ? head : kind == 1 ? head - a.n_head : head - a.n_head - a.n_head_kv;
+    const int off = kind == 0 ? hh * a.hd : kind == 1 ? qd + hh * a.hd : qd + kvd + hh * a.hd;
+    const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
+    const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
+    float ss = 0.0f;
+    for (int i = lane; i < a.hd; i += 32) {
+        float v = row[off + i];
+        if (bias) v += bias[hh * a.hd + i];
+        h[i] = v;
+        ss = fmaf(v, v, ss);
+    }
+    ss = wk_warp_sum(ss);
+    __syncwarp();
+    if (nw) {
+        const float sc = rsqrtf(ss / (float)a.hd + a.eps);
+        for (int i = lane; i < a.hd; i += 32) h[i] = h[i] * sc * nw[i];
+        __syncwarp();
+    }
+    if (kind < 2) {
+        for (int i = lane; i < half; i += 32) {
+            const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
+            const float x0 = h[ia], x1 = h[ib], c = cs[i].x, s = cs[i].y;
+            /* explicit roundings: the same bits wherever this is inlined */
+            h[ia] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
+            h[ib] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+        }
+        __syncwarp();
+    }
+    if (kind == 0) {
+        for (int i = lane; i < a.hd; i += 32) a.q[(size_t)r * qd + hh * a.hd + i] = h[i];
+    } else {
+        const int page = a.pt[a.row_pt[r] + pos / WK_KV_PAGE_TOKENS], slot = pos % WK_KV_PAGE_TOKENS;
+        __half *dst = (kind == 1 ? a.kc : a.vc) + ((size_t)page * WK_KV_PAGE_TOKENS + slot) * kvd + hh * a.hd;
+        for (int i = lane; i < a.hd; i += 32) dst[i] = __float2half_rn(h[i]);
+    }
+    __syncwarp(); /* h is the warp's next head */
+}
+
+/* act(gate) * up: tanh-GELU or SiLU. */
+__device__ __forceinline__ float wk_glu_value(float x, float u, bool gelu) {
+    if (gelu) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))) * u;
+    return x / (1.0f + expf(-x)) * u;
+}
+
+#endif
