@@ -892,8 +892,8 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const stru
     if (s == WK_STATUS_OK) s = alloc_arenas(b, c, err, err_len);
     if (s == WK_STATUS_OK) s = upload_weights(c, m, err, err_len);
     if (s == WK_STATUS_OK) s = upload_ropes(c, m, n_ctx, err, err_len);
-    if (s == WK_STATUS_OK) s = upload_decode_layers(c, err, err_len);
     if (s == WK_STATUS_OK) s = zero_state(c, err, err_len);
+    if (s == WK_STATUS_OK) s = upload_decode_layers(c, err, err_len); /* into the state just zeroed */
     if (s == WK_STATUS_OK) s = warm_up(b, err, err_len);
     if (s != WK_STATUS_OK) {
         cu_destroy(b);

@@ -59,7 +59,7 @@ __device__ __forceinline__ void grid_sync(unsigned *bar, unsigned &target) {
         atomicAdd(bar, 1u);
         unsigned v;
         do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(__cvta_generic_to_global(bar)) : "memory");
         } while (v < target);
         __threadfence();
     }
