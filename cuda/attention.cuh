@@ -1,6 +1,8 @@
 /* attention.cuh — the device bodies of attention.cu's kernels (scalar
- * split, flash, merge), shared with the persistent decode kernel
- * (decode-step.cu) so a row gets the same bits from either. The order of
+ * split, flash, merge), apart from their launch so that a kernel running
+ * several steps at once (the persistent decode kernel of branch
+ * `persistent`, cuda/NOTES.md) runs the very same bodies and a row gets the
+ * same bits from either. The order of
  * every row's arithmetic is written out in attention.cu and cuda/NOTES.md.
  */
 #ifndef WK_CUDA_ATTENTION_CUH

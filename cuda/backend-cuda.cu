@@ -76,15 +76,6 @@ struct cu_impl {
     uint8_t *h_stage[2];
     cudaEvent_t ev_stage[2], ev_meta;
 
-    /* the persistent decode kernel (decode-step.cu) for steps of <= WK_DECODE_MAX_ROWS rows */
-    bool ds_ok;
-    int ds_grid, lda_a;
-    size_t ds_smem;
-    wk_decode_layer *d_layers;       /* (n_layer) */
-    float *ds_a32;                   /* (ds_grid, WK_DECODE_MAX_ROWS, lda_a) */
-    __half *ds_a16;
-    unsigned *ds_bar;
-
     cudaGraphExec_t graph[N_BUCKETS];
     bool graph_failed[N_BUCKETS];
 
@@ -284,25 +275,6 @@ static wk_status upload_ropes(cu_impl *c, const wk_model *m, int n_ctx, char *er
     return s;
 }
 
-/* The persistent decode kernel's layer table (weights, rope table, K/V pools
- * of each layer), once the arenas and rope tables exist. */
-static wk_status upload_decode_layers(cu_impl *c, char *err, size_t err_len) {
-    if (!c->ds_ok) return WK_STATUS_OK;
-    wk_decode_layer *h = (wk_decode_layer *)calloc((size_t)c->n_layer, sizeof *h);
-    if (!h) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
-    const size_t layer_kv = (size_t)c->n_pages * WK_KV_PAGE_TOKENS * c->kvd;
-    for (int l = 0; l < c->n_layer; l++) {
-        const cu_layer &L = c->L[l];
-        h[l] = wk_decode_layer{L.wq, L.wk, L.wv, L.wo, L.gate, L.up, L.down, L.attn_norm, L.ffn_norm, L.bq, L.bk,
-                               L.bv, L.q_norm, L.k_norm, c->rope_cs[L.rope], L.window, c->kc + l * layer_kv,
-                               c->vc + l * layer_kv};
-    }
-    cudaError_t e = cudaMemcpy(c->d_layers, h, (size_t)c->n_layer * sizeof *h, cudaMemcpyHostToDevice);
-    free(h);
-    CUDA_TRY(e);
-    return WK_STATUS_OK;
-}
-
 // --- one step ------------------------------------------------------------------------
 
 /* Launch the GEMM of up to 3 segments sharing an input, one launch per run
@@ -381,38 +353,14 @@ static wk_status enqueue_logits(cu_impl *c, const int32_t *lrows, int n, float *
     return WK_STATUS_OK;
 }
 
-/* The persistent kernel's view of a decode step of B rows (the rows'
- * logits go straight into sample_logits, row i = sequence i). */
-static wk_decode_args decode_args(cu_impl *c, int B) {
-    wk_decode_args a = {};
-    a.L = c->d_layers, a.n_layer = c->n_layer, a.embd = c->embd, a.out = c->out, a.out_norm = c->out_norm;
-    a.E = c->E, a.qd = c->qd, a.kvd = c->kvd, a.n_ff = c->n_ff, a.V = c->V, a.hd = c->hd, a.n_head = c->n_head;
-    a.n_kv = c->n_kv, a.rd = c->rd, a.neox = c->neox, a.gelu = c->gelu;
-    a.eps = c->eps, a.embd_scale = c->embd_scale, a.attn_scale = c->attn_scale, a.ld = c->ld;
-    a.max_split = c->max_split;
-    a.row_tok = meta_tok(c, c->d_meta), a.row_pos = meta_pos(c, c->d_meta), a.row_pt = meta_rpt(c, c->d_meta);
-    a.pt = meta_pt(c, c->d_meta);
-    a.n_rows = B;
-    a.x = c->x, a.qkv = c->qkv, a.q = c->q, a.gu = c->gu, a.part = c->part, a.h32 = c->h32, a.h16 = c->h16;
-    a.a32 = c->ds_a32, a.a16 = c->ds_a16, a.lda_a = c->lda_a;
-    a.logits = c->sample_logits;
-    a.bar = c->ds_bar;
-    return a;
-}
-
 /* A pure-decode step of B (bucketed) rows as one graph: metadata upload,
- * the persistent kernel (or, for more rows or post-norm models, the layer
- * kernels and the logits GEMM) with the logits of every row straight into
- * sample_logits, greedy results back to pinned memory. */
+ * layers, logits of every row straight into sample_logits, greedy results
+ * back to pinned memory. */
 static wk_status enqueue_decode(struct wk_backend *b, int B, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
     CUDA_TRY(cudaMemcpyAsync(c->d_meta, c->h_meta, meta_count(c) * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
-    if (c->ds_ok && B <= WK_DECODE_MAX_ROWS) {
-        CUDA_TRY(wk_cu_decode_step(decode_args(c, B), c->ds_grid, c->ds_smem, c->st));
-    } else {
-        TRY(enqueue_layers(b, B, c->max_split, false, err, err_len));
-        TRY(enqueue_logits(c, meta_lrows(c, c->d_meta), B, c->sample_logits, err, err_len));
-    }
+    TRY(enqueue_layers(b, B, c->max_split, false, err, err_len));
+    TRY(enqueue_logits(c, meta_lrows(c, c->d_meta), B, c->sample_logits, err, err_len));
     CUDA_TRY(wk_cu_greedy_rows(c->sample_logits, c->V, B, c->d_gres, c->greedy_ws, c->LR, c->st));
     CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, (size_t)B * sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost,
                              c->st));
@@ -687,12 +635,6 @@ static size_t carve_state(cu_impl *c, int n_ctx, int max_seqs, uint8_t *base) {
     CARVE(c->sample_logits, float, (size_t)c->LR * c->V);
     CARVE(c->d_gres, wk_cu_sample_res, c->LR);
     CARVE(c->greedy_ws, uint8_t, wk_cu_greedy_ws_bytes(c->LR));
-    if (c->ds_ok) {
-        CARVE(c->d_layers, wk_decode_layer, c->n_layer);
-        CARVE(c->ds_a32, float, (size_t)c->ds_grid * WK_DECODE_MAX_ROWS * c->lda_a);
-        CARVE(c->ds_a16, __half, (size_t)c->ds_grid * WK_DECODE_MAX_ROWS * c->lda_a);
-        CARVE(c->ds_bar, unsigned, 1);
-    }
     uint8_t *smem = NULL;
     const int hist_cap = n_ctx + 1;
     CARVE(smem, uint8_t, wk_cu_sampler_bytes(c->V, hist_cap));
@@ -734,10 +676,6 @@ static void set_shapes(struct wk_backend *b, cu_impl *c, const wk_model *m, int 
     c->max_split = wk_cdiv(n_ctx, WK_ATT_CHUNK);
     c->pt_cap = max_seqs * wk_cdiv(n_ctx, WK_KV_PAGE_TOKENS) + max_rows + 1;
     c->n_rope_tabs = count_ropes(m, n_ctx);
-    bool post = false;
-    for (int l = 0; l < c->n_layer; l++) post = post || m->layers[l].attn_post_norm.data || m->layers[l].ffn_post_norm.data;
-    c->ds_ok = wk_cu_decode_supported(post);
-    c->lda_a = roundup(c->E, WK_GEMM_BK);
 }
 
 static wk_status open_device(struct wk_backend *b, cu_impl *c, int device, char *err, size_t err_len) {
@@ -746,9 +684,6 @@ static wk_status open_device(struct wk_backend *b, cu_impl *c, int device, char 
     CUDA_TRY(cudaSetDevice(device));
     CUDA_TRY(cudaGetDeviceProperties(&prop, device));
     c->n_sm = prop.multiProcessorCount;
-    c->ds_grid = wk_cu_decode_grid(c->n_sm);
-    c->ds_smem = wk_cu_decode_smem(c->hd, c->n_head, c->n_kv);
-    if (c->ds_smem > prop.sharedMemPerBlockOptin) c->ds_ok = false;
     snprintf(b->info.device, sizeof b->info.device, "%.127s", prop.name);
     b->info.mem_total = prop.totalGlobalMem;
     CUDA_TRY(cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking));
@@ -893,7 +828,6 @@ extern "C" wk_status wk_backend_cuda_create(const struct wk_model *m, const stru
     if (s == WK_STATUS_OK) s = upload_weights(c, m, err, err_len);
     if (s == WK_STATUS_OK) s = upload_ropes(c, m, n_ctx, err, err_len);
     if (s == WK_STATUS_OK) s = zero_state(c, err, err_len);
-    if (s == WK_STATUS_OK) s = upload_decode_layers(c, err, err_len); /* into the state just zeroed */
     if (s == WK_STATUS_OK) s = warm_up(b, err, err_len);
     if (s != WK_STATUS_OK) {
         cu_destroy(b);

@@ -1,5 +1,5 @@
 /* gemm-tile.cuh — one block's tile of y = x · Wᵀ, the unit both the GEMM
- * kernels (gemm.cu) and the persistent decode kernel (decode-step.cu) run,
+ * kernels (gemm.cu) and the persistent decode kernel (branch `persistent`) run,
  * so a row gets the same bits from either.
  *
  * Reduction order of one output (fixed by n_in alone; see gemm.cu's top
@@ -165,6 +165,107 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
 #pragma unroll
         for (int w = 1; w < GEMM_WARPS; w++) v += part[w * TM * TW + o];
         epi(m, n, v);
+    }
+    __syncthreads(); /* part is the next tile's staging buffer */
+}
+
+/* The tile of steps of at most 8 rows (decode): the same per-output
+ * order as gemm_mma_tile<T, 1, NT, U> — warp w takes k-tiles w, w+8, ...,
+ * four k16 mma steps a tile into one accumulator, warp partials added in
+ * warp order — with the A fragments read straight from x16 (rows 8..15 of
+ * the m16 tile are zeros: never loaded) instead of staged, so a warp spends
+ * its instructions on the weights. Same mma inputs, same bits. smem:
+ * wk_skinny_tile_smem(NT, U) bytes. */
+__host__ __device__ constexpr size_t wk_skinny_tile_smem(int NT, int U) {
+    return (size_t)GEMM_WARPS * U * NT * 8 * GEMM_LDS * 2 > (size_t)GEMM_WARPS * 8 * NT * 8 * 4
+               ? (size_t)GEMM_WARPS * U * NT * 8 * GEMM_LDS * 2
+               : (size_t)GEMM_WARPS * 8 * NT * 8 * 4;
+}
+
+template <int T, int NT, int U, class Epi>
+__device__ __forceinline__ void gemm_skinny_tile(const wk_cu_mat &W, int n0, const __half *x16, int lda, int n_rows,
+                                                 int K, uint8_t *smem, Epi epi) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int N = W.n_rows;
+    constexpr int TILE = NT * 8 * GEMM_LDS; /* halves per k-tile buffer */
+    __half *buf = reinterpret_cast<__half *>(smem) + warp * U * TILE;
+    float acc[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+    const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK;
+    const int g = lane >> 2, t = lane & 3;
+    /* this lane's A row: g (zeros past n_rows) */
+    const uint32_t *arow = reinterpret_cast<const uint32_t *>(x16 + (size_t)min(g, n_rows - 1) * lda);
+    const bool arow_ok = g < n_rows;
+    for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
+        uint4 rb[U][NT * 2];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kt = kt0 + u * GEMM_WARPS;
+            if (kt >= n_kt) break;
+            const int k0 = kt * WK_GEMM_BK;
+#pragma unroll
+            for (int i = 0; i < NT * 2; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
+                rb[u][i] = wk_load_w8<T>(W.w + (size_t)n * W.row_bytes, kc);
+                if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            if (kt0 + u * GEMM_WARPS >= n_kt) break;
+            __half *Bs = buf + u * TILE;
+#pragma unroll
+            for (int i = 0; i < NT * 2; i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                *reinterpret_cast<uint4 *>(Bs + r * GEMM_LDS + 8 * c) = rb[u][i];
+            }
+        }
+        __syncwarp();
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kt = kt0 + u * GEMM_WARPS;
+            if (kt >= n_kt) break;
+            const uint32_t *B32 = reinterpret_cast<const uint32_t *>(buf + u * TILE);
+#pragma unroll
+            for (int kk = 0; kk < WK_GEMM_BK / 16; kk++) {
+                const int kw = kk * 8; /* in 32-bit words */
+                const int ka = kt * (WK_GEMM_BK / 2) + kw;
+                uint32_t a[4];
+                a[0] = arow_ok ? arow[ka + t] : 0u;
+                a[1] = 0u;
+                a[2] = arow_ok ? arow[ka + 4 + t] : 0u;
+                a[3] = 0u;
+#pragma unroll
+                for (int j = 0; j < NT; j++) {
+                    const uint32_t b[2] = {B32[(j * 8 + g) * (GEMM_LDS / 2) + kw + t],
+                                           B32[(j * 8 + g) * (GEMM_LDS / 2) + kw + 4 + t]};
+                    wk_mma16816(acc[j], a, b);
+                }
+            }
+        }
+        __syncwarp();
+    }
+
+    /* the warp partials (rows 0..7 only), added in warp order */
+    __syncthreads();
+    float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, 8, NT*8) */
+    constexpr int TW = NT * 8;
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+        float *pp = part + (size_t)warp * 8 * TW;
+        pp[g * TW + j * 8 + 2 * t] = acc[j][0];
+        pp[g * TW + j * 8 + 2 * t + 1] = acc[j][1];
+    }
+    __syncthreads();
+    for (int o = threadIdx.x; o < n_rows * TW; o += GEMM_WARPS * 32) {
+        const int r = o / TW, c = o % TW, n = n0 + c;
+        if (n >= N) continue;
+        float v = part[o];
+#pragma unroll
+        for (int w = 1; w < GEMM_WARPS; w++) v += part[w * 8 * TW + o];
+        epi(r, n, v);
     }
     __syncthreads(); /* part is the next tile's staging buffer */
 }

@@ -50,6 +50,24 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
                                 });
 }
 
+/* At most 8 rows (decode steps): the same order with the A fragments read
+ * straight from x16 (gemm_skinny_tile), no A staging. */
+template <int T, int NT, int U>
+__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_skinny_kernel(const __grid_constant__ gemm_params p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    int si = 0;
+    while ((int)blockIdx.x >= p.blk_end[si]) si++;
+    const wk_gemm_seg &S = p.seg[si];
+    const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * NT * 8;
+    float *y = S.y;
+    const int ldy = S.ldy, add = p.add;
+    gemm_skinny_tile<T, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, p.n_in, smem, [=](int m, int n, float v) {
+        float *o = y + (size_t)m * ldy + n;
+        if (add) *o += v;
+        else *o = v;
+    });
+}
+
 /* F32 weights: warp per (output column, 8-row group), fp32 throughout. */
 struct gemm32_params {
     wk_gemm_seg seg[3];
@@ -97,6 +115,19 @@ static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, in
     return cudaGetLastError();
 }
 
+template <int T, int NT, int U>
+static cudaError_t launch_skinny(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
+    gemm_params p = p0;
+    int blocks = 0;
+    for (int i = 0; i < 3; i++) {
+        if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, NT * 8);
+        p.blk_end[i] = blocks;
+    }
+    const size_t smem = wk_skinny_tile_smem(NT, U);
+    gemm_skinny_kernel<T, NT, U><<<blocks, GEMM_WARPS * 32, smem, st>>>(p);
+    return cudaGetLastError();
+}
+
 /* Tile shape by the number of rows and the matrix's width (results do not
  * depend on it, see the top): few rows take narrow tiles, so a narrow matrix
  * still spreads over the SMs, and more k-tiles in flight when rows are long. */
@@ -105,6 +136,11 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
     int N = 0;
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
+    if (p.n_rows <= 8) {
+        if (long_k) return launch_skinny<T, 1, 4>(p, segs, n_segs, st);
+        if (wide) return launch_skinny<T, 2, 2>(p, segs, n_segs, st);
+        return launch_skinny<T, 1, 2>(p, segs, n_segs, st);
+    }
     if (p.n_rows <= 16) {
         if (long_k) return launch_mma<T, 1, 1, 4>(p, segs, n_segs, st);
         if (wide) return launch_mma<T, 1, 2, 2>(p, segs, n_segs, st);

@@ -158,50 +158,5 @@ cudaError_t wk_cu_greedy_rows(const float *logits, int n_vocab, int n, wk_cu_sam
 cudaError_t wk_cu_sample(wk_cu_sampler *s, const float *logits, const struct wk_sampling *p, int n_hist,
                          uint64_t step, cudaStream_t st);
 
-// --- decode-step.cu -------------------------------------------------------------
-
-/* One layer as the persistent decode kernel sees it (device array). */
-struct wk_decode_layer {
-    wk_cu_mat wq, wk, wv, wo, gate, up, down;
-    const float *attn_norm, *ffn_norm, *bq, *bk, *bv, *q_norm, *k_norm; /* f32; bias/head norms may be NULL */
-    const float2 *cs;  /* rope table of the layer (n_ctx, rd/2) */
-    int window;
-    __half *kc, *vc;   /* this layer's K/V pools (n_pages, PAGE, kvd) */
-};
-
-/* A pure-decode step of n_rows (<= WK_DECODE_MAX_ROWS) rows — one token of
- * each of its sequences — as one persistent kernel: the whole forward pass
- * and the logits of every row, the same bits as the step's kernels (see
- * decode-step.cu). Row metadata as for the other kernels (ops above). */
-#define WK_DECODE_MAX_ROWS 8
-struct wk_decode_args {
-    const wk_decode_layer *L;  /* (n_layer), device */
-    int n_layer;
-    wk_cu_mat embd, out;
-    const float *out_norm;
-    int E, qd, kvd, n_ff, V, hd, n_head, n_kv, rd, neox, gelu;
-    float eps, embd_scale, attn_scale;
-    int ld;          /* row stride of h32/h16 (as the other kernels) */
-    int max_split;   /* split slots per (row, head) in part */
-    const int32_t *row_tok, *row_pos, *row_pt, *pt;
-    int n_rows;
-    float *x;        /* (n_rows, E) residual */
-    float *qkv, *q, *gu, *part, *h32;
-    __half *h16;
-    float *a32;      /* (grid, n_rows, lda_a) f32 + f16: each block's own normed rows */
-    __half *a16;
-    int lda_a;
-    float *logits;   /* (n_rows, V) */
-    unsigned *bar;   /* grid barrier counter, zero at launch */
-};
-
-/* Whether the model's layers fit the persistent kernel (no post-norms; any
- * weight type of the backend; any head_dim of the attention kernels). */
-bool wk_cu_decode_supported(bool has_post_norms);
-/* Blocks of the kernel on this device (one per SM) and its shared bytes. */
-int wk_cu_decode_grid(int n_sm);
-size_t wk_cu_decode_smem(int hd, int n_head, int n_kv);
-/* Enqueue the step (zeroes the barrier counter first). */
-cudaError_t wk_cu_decode_step(const wk_decode_args &a, int grid, size_t smem, cudaStream_t st);
 
 #endif

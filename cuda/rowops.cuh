@@ -1,5 +1,5 @@
 /* rowops.cuh — the per-row bodies of norm-rope.cu's kernels, shared with
- * the persistent decode kernel (decode-step.cu) so a row gets the same bits
+ * the persistent decode kernel (branch `persistent`) so a row gets the same bits
  * from either: embedding row, rmsnorm row, one head's q/k/v step, the gated
  * activation of one element.
  */
