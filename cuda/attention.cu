@@ -25,11 +25,15 @@
 __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
     extern __shared__ float sm[]; /* q (hd) | scores (CHUNK) | pv partials (ATT_THREADS) or (G, hd) */
     __shared__ float red[32];
+    wk_dep_wait();
+    wk_dep_launch();
     wk_attn_split_body(a, blockIdx.x, blockIdx.y, blockIdx.z, max_split, sm, red);
 }
 
 template <bool BASE2>
 __global__ void merge_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
+    wk_dep_wait();
+    wk_dep_launch();
     wk_attn_merge_body<BASE2>(a, max_split, blockIdx.x, blockIdx.y);
 }
 
@@ -37,16 +41,17 @@ template <int HD>
 __global__ void __launch_bounds__(256) flash_kernel(const __grid_constant__ wk_attn_args a, int n_rows, int max_split,
                                                     int hgroups) {
     extern __shared__ __align__(16) unsigned char fa_sm[];
+    wk_dep_wait();
+    wk_dep_launch();
     wk_flash_body<HD>(a, n_rows, max_split, hgroups, blockIdx.x, blockIdx.y, blockIdx.z, fa_sm);
 }
 
 static cudaError_t scalar_attention(const wk_attn_args &a, int n_rows, int max_split, cudaStream_t st) {
     const size_t smem = wk_att_split_smem(a.hd);
-    attn_split_kernel<<<dim3(n_rows, a.n_head, max_split), ATT_THREADS, smem, st>>>(a, max_split);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = wk_launch_pdl(attn_split_kernel, n_rows, dim3(n_rows, a.n_head, max_split), ATT_THREADS, smem, st, a,
+                                  max_split);
     if (e != cudaSuccess || max_split == 1) return e;
-    merge_kernel<false><<<dim3(n_rows, a.n_head), 128, 0, st>>>(a, max_split);
-    return cudaGetLastError();
+    return wk_launch_pdl(merge_kernel<false>, n_rows, dim3(n_rows, a.n_head), 128, 0, st, a, max_split);
 }
 
 template <int HD>
@@ -59,12 +64,10 @@ static cudaError_t launch_flash(const wk_attn_args &a, int n_rows, int max_split
         if (e != cudaSuccess) return e;
         smem_set = smem;
     }
-    flash_kernel<HD><<<dim3(n_rows, a.n_head_kv * hgroups, max_split), nw * 32, smem, st>>>(a, n_rows, max_split,
-                                                                                           hgroups);
-    cudaError_t e = cudaGetLastError();
+    cudaError_t e = wk_launch_pdl(flash_kernel<HD>, n_rows, dim3(n_rows, a.n_head_kv * hgroups, max_split), nw * 32, smem, st,
+                                  a, n_rows, max_split, hgroups);
     if (e != cudaSuccess || max_split == 1) return e;
-    merge_kernel<true><<<dim3(n_rows, a.n_head), 128, 0, st>>>(a, max_split);
-    return cudaGetLastError();
+    return wk_launch_pdl(merge_kernel<true>, n_rows, dim3(n_rows, a.n_head), 128, 0, st, a, max_split);
 }
 
 cudaError_t wk_cu_attention(const wk_attn_args &a, int n_rows, int max_split, cudaStream_t st) {

@@ -288,6 +288,19 @@ __device__ __forceinline__ float wk_block_max(float v, float *sh) {
     return sh[0];
 }
 
+// --- programmatic dependent launch -----------------------------------------------
+
+/* The kernels of steps of few rows are launched with programmatic stream
+ * serialization (wk_launch_pdl, ops.cuh): a kernel may start while the one
+ * before it finishes. Each such kernel calls wk_dep_wait() before it reads anything
+ * the kernel before it writes (activations, K/V, metadata) and before any
+ * write of its own — what it does before (the GEMMs' first weight loads)
+ * touches only the weights — and wk_dep_launch() to let the next kernel
+ * start its own weight loads. Every kernel of the chain waits, so the
+ * wait is transitive. Both are no-ops for a kernel launched plainly. */
+__device__ __forceinline__ void wk_dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void wk_dep_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+
 // --- weights ------------------------------------------------------------------
 
 /* One weight matrix in VRAM: n_rows rows of n_in elements of `type`. */

@@ -81,20 +81,28 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
             const int kt = kt0 + u * GEMM_WARPS;
             if (kt >= n_kt) break;
             const int k0 = kt * WK_GEMM_BK;
-            /* rows past n_rows and weights past N or K read a clamped address and are zeroed */
-#pragma unroll
-            for (int i = 0; i < (A8 ? 2 : MT * 4); i++) {
-                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-                const int m = min(m0 + r, n_rows - 1);
-                ra[u][i] = *reinterpret_cast<const uint4 *>(x16 + (size_t)m * lda + k0 + 8 * c);
-                if (m0 + r >= n_rows) ra[u][i] = make_uint4(0, 0, 0, 0);
-            }
+            /* weights past N or K read a clamped address and are zeroed */
 #pragma unroll
             for (int i = 0; i < NT * 2; i++) {
                 const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
                 const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
                 rb[u][i] = wk_load_w8<T>(W.w + (size_t)n * W.row_bytes, kc);
                 if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
+            }
+        }
+        if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int kt = kt0 + u * GEMM_WARPS;
+            if (kt >= n_kt) break;
+            const int k0 = kt * WK_GEMM_BK;
+            /* rows past n_rows read a clamped address and are zeroed */
+#pragma unroll
+            for (int i = 0; i < (A8 ? 2 : MT * 4); i++) {
+                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                const int m = min(m0 + r, n_rows - 1);
+                ra[u][i] = *reinterpret_cast<const uint4 *>(x16 + (size_t)m * lda + k0 + 8 * c);
+                if (m0 + r >= n_rows) ra[u][i] = make_uint4(0, 0, 0, 0);
             }
         }
 #pragma unroll
@@ -143,6 +151,8 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
     }
 
     /* the warp partials, added in warp order */
+    wk_dep_wait(); /* warps without a k-tile have not waited yet */
+    wk_dep_launch();
     __syncthreads();
     float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, MT*16, NT*8) */
     constexpr int TW = NT * 8, TM = MT * 16;
@@ -212,6 +222,7 @@ __device__ __forceinline__ void gemm_skinny_tile(const wk_cu_mat &W, int n0, con
                 if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
             }
         }
+        if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (kt0 + u * GEMM_WARPS >= n_kt) break;
@@ -249,6 +260,8 @@ __device__ __forceinline__ void gemm_skinny_tile(const wk_cu_mat &W, int n0, con
     }
 
     /* the warp partials (rows 0..7 only), added in warp order */
+    wk_dep_wait(); /* warps without a k-tile have not waited yet */
+    wk_dep_launch();
     __syncthreads();
     float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, 8, NT*8) */
     constexpr int TW = NT * 8;
@@ -276,6 +289,8 @@ template <class Epi>
 __device__ __forceinline__ void gemm_f32_cols(const wk_cu_mat &W, int n0, const float *x32, int lda, int m_lo,
                                               int m_hi, int K, Epi epi) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, n = n0 + warp;
+    wk_dep_wait();
+    wk_dep_launch();
     if (n >= W.n_rows) return;
     const float *w = reinterpret_cast<const float *>(W.w + (size_t)n * W.row_bytes);
     for (int m = m_lo; m < m_hi; m++) {

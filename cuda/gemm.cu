@@ -111,8 +111,7 @@ static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, in
         attr_set = true;
     }
     dim3 grid(blocks, wk_cdiv(p.n_rows, MT * 16));
-    gemm_mma_kernel<T, MT, NT, U><<<grid, GEMM_WARPS * 32, smem, st>>>(p);
-    return cudaGetLastError();
+    return wk_launch_pdl(gemm_mma_kernel<T, MT, NT, U>, p.n_rows, grid, GEMM_WARPS * 32, smem, st, p);
 }
 
 template <int T, int NT, int U>
@@ -124,8 +123,7 @@ static cudaError_t launch_skinny(const gemm_params &p0, const wk_gemm_seg *segs,
         p.blk_end[i] = blocks;
     }
     const size_t smem = wk_skinny_tile_smem(NT, U);
-    gemm_skinny_kernel<T, NT, U><<<blocks, GEMM_WARPS * 32, smem, st>>>(p);
-    return cudaGetLastError();
+    return wk_launch_pdl(gemm_skinny_kernel<T, NT, U>, p.n_rows, blocks, GEMM_WARPS * 32, smem, st, p);
 }
 
 /* Tile shape by the number of rows and the matrix's width (results do not
@@ -136,7 +134,7 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
     int N = 0;
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
-    if (p.n_rows <= 8) {
+    if (p.n_rows <= 4) {
         if (long_k) return launch_skinny<T, 1, 4>(p, segs, n_segs, st);
         if (wide) return launch_skinny<T, 2, 2>(p, segs, n_segs, st);
         return launch_skinny<T, 1, 2>(p, segs, n_segs, st);
@@ -168,8 +166,7 @@ cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, c
             p.col_end[i] = cols;
         }
         p.x32 = x32, p.lda = lda, p.n_in = segs[0].W.n_in, p.n_rows = n_rows, p.add = add;
-        gemm_f32_kernel<<<dim3(wk_cdiv(cols, 8), wk_cdiv(n_rows, 8)), 256, 0, st>>>(p);
-        return cudaGetLastError();
+        return wk_launch_pdl(gemm_f32_kernel, n_rows, dim3(wk_cdiv(cols, 8), wk_cdiv(n_rows, 8)), 256, 0, st, p);
     }
     gemm_params p = {};
     for (int i = 0; i < n_segs; i++) p.seg[i] = segs[i];

@@ -8,14 +8,15 @@
 #include "cuda/rowops.cuh"
 
 __global__ void embed_kernel(wk_cu_mat m, const int32_t *tok, float scale, float *x) {
+    wk_dep_wait();
+    wk_dep_launch();
     wk_embed_row(m, tok[blockIdx.x], scale, x + (size_t)blockIdx.x * m.n_in);
 }
 
 cudaError_t wk_cu_embed(const wk_cu_mat &embd, const int32_t *tok, int n_rows, float scale, float *x,
                         cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    embed_kernel<<<n_rows, 128, 0, st>>>(embd, tok, scale, x);
-    return cudaGetLastError();
+    return wk_launch_pdl(embed_kernel, n_rows, n_rows, 128, 0, st, embd, tok, scale, x);
 }
 
 /* mode 0: y = rmsnorm(x) * w (f32 + f16, zero padding to ldy);
@@ -24,6 +25,8 @@ __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(const float *x, int ldx, const float *w, int n, float eps, float *y32, __half *y16, int ldy,
                    int mode) {
     __shared__ float sh[32];
+    wk_dep_wait();
+    wk_dep_launch();
     const float *xr = x + (size_t)blockIdx.x * ldx;
     const float scale = wk_rms_scale(xr, n, eps, sh);
     if (mode == 1) {
@@ -39,15 +42,13 @@ __global__ void __launch_bounds__(NORM_THREADS)
 cudaError_t wk_cu_rmsnorm(const float *x, int ldx, const float *w, int n_rows, int n, float eps, float *y32,
                           __half *y16, int ldy, cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    rmsnorm_kernel<<<n_rows, NORM_THREADS, 0, st>>>(x, ldx, w, n, eps, y32, y16, ldy, 0);
-    return cudaGetLastError();
+    return wk_launch_pdl(rmsnorm_kernel, n_rows, n_rows, NORM_THREADS, 0, st, x, ldx, w, n, eps, y32, y16, ldy, 0);
 }
 
 cudaError_t wk_cu_rmsnorm_add(const float *in, int ldin, const float *w, int n_rows, int n, float eps, float *x,
                               cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    rmsnorm_kernel<<<n_rows, NORM_THREADS, 0, st>>>(in, ldin, w, n, eps, x, NULL, n, 1);
-    return cudaGetLastError();
+    return wk_launch_pdl(rmsnorm_kernel, n_rows, n_rows, NORM_THREADS, 0, st, in, ldin, w, n, eps, x, (__half *)NULL, n, 1);
 }
 
 /* One warp per (row, head) (q heads, then k heads, then v heads): the head is
@@ -55,16 +56,19 @@ cudaError_t wk_cu_rmsnorm_add(const float *in, int ldin, const float *w, int n_r
  * rotated, then stored (q f32, k/v f16 into the row's page). */
 __global__ void __launch_bounds__(32) qkv_post_kernel(const __grid_constant__ wk_qkv_post_args a) {
     extern __shared__ float h[]; /* (hd) */
+    wk_dep_wait();
+    wk_dep_launch();
     wk_qkv_post_head(a, blockIdx.x, blockIdx.y, threadIdx.x, h);
 }
 
 cudaError_t wk_cu_qkv_post(const wk_qkv_post_args &a, int n_rows, cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    qkv_post_kernel<<<dim3(n_rows, a.n_head + 2 * a.n_head_kv), 32, a.hd * sizeof(float), st>>>(a);
-    return cudaGetLastError();
+    return wk_launch_pdl(qkv_post_kernel, n_rows, dim3(n_rows, a.n_head + 2 * a.n_head_kv), 32, a.hd * sizeof(float), st, a);
 }
 
 __global__ void glu_kernel(const float *gu, int n_ff, int gelu, float *y32, __half *y16, int ld) {
+    wk_dep_wait();
+    wk_dep_launch();
     const float *g = gu + (size_t)blockIdx.x * 2 * n_ff, *u = g + n_ff;
     float *o = y32 + (size_t)blockIdx.x * ld;
     __half *o16 = y16 + (size_t)blockIdx.x * ld;
@@ -79,12 +83,13 @@ __global__ void glu_kernel(const float *gu, int n_ff, int gelu, float *y32, __ha
 cudaError_t wk_cu_glu(const float *gu, int n_rows, int n_ff, bool gelu, float *y32, __half *y16, int ld,
                       cudaStream_t st) {
     if (n_rows <= 0) return cudaSuccess;
-    glu_kernel<<<dim3(n_rows, wk_cdiv(n_ff, 256)), 256, 0, st>>>(gu, n_ff, gelu ? 1 : 0, y32, y16, ld);
-    return cudaGetLastError();
+    return wk_launch_pdl(glu_kernel, n_rows, dim3(n_rows, wk_cdiv(n_ff, 256)), 256, 0, st, gu, n_ff, gelu ? 1 : 0, y32, y16, ld);
 }
 
 __global__ void gather_kernel(const __half *s16, const float *s32, int ld, const int32_t *rows, __half *d16,
                               float *d32) {
+    wk_dep_wait();
+    wk_dep_launch();
     const int src = rows[blockIdx.x];
     for (int i = threadIdx.x; i < ld; i += blockDim.x) {
         d16[(size_t)blockIdx.x * ld + i] = s16[(size_t)src * ld + i];
@@ -95,6 +100,5 @@ __global__ void gather_kernel(const __half *s16, const float *s32, int ld, const
 cudaError_t wk_cu_gather_rows(const __half *src16, const float *src32, int ld, const int32_t *rows, int n,
                               __half *dst16, float *dst32, cudaStream_t st) {
     if (n <= 0) return cudaSuccess;
-    gather_kernel<<<n, 256, 0, st>>>(src16, src32, ld, rows, dst16, dst32);
-    return cudaGetLastError();
+    return wk_launch_pdl(gather_kernel, n, n, 256, 0, st, src16, src32, ld, rows, dst16, dst32);
 }

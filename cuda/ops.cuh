@@ -17,8 +17,37 @@
 #ifndef WK_CUDA_OPS_CUH
 #define WK_CUDA_OPS_CUH
 
+#include <utility>
+
 #include "cuda/common.cuh"
 #include "core/backend.h"
+
+/* Steps of at most this many rows launch their kernels with programmatic
+ * stream serialization (wk_dep_wait, common.cuh): a decode step's ~11
+ * kernels a layer overlap their launch and first weight loads with the
+ * kernel before. Larger steps launch plainly: there the early blocks only
+ * competed with the tail of the kernel before (H200: -10% at 64 rows for
+ * Q8_0 and Q4_K_M, cuda/NOTES.md). Results are the same bits either way. */
+#define WK_PDL_MAX_ROWS 16
+
+/* kernel<<<grid, block, smem, st>>>(args), with programmatic stream
+ * serialization when rows <= WK_PDL_MAX_ROWS (the kernel calls wk_dep_wait()
+ * before it touches the previous kernel's data). */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t wk_launch_pdl(void (*kernel)(KArgs...), int rows, dim3 grid, dim3 block, size_t smem,
+                                        cudaStream_t st, Args &&...args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = rows <= WK_PDL_MAX_ROWS ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+}
 
 // --- gemm.cu -------------------------------------------------------------------
 

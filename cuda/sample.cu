@@ -380,6 +380,8 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
     __shared__ int si[32];
     __shared__ double sd[32];
     __shared__ bool last;
+    wk_dep_wait();
+    wk_dep_launch();
     const int row = blockIdx.y, nb = gridDim.x;
     const float *x = logits + (size_t)row * n;
     const int chunk = (n + nb - 1) / nb, b0 = blockIdx.x * chunk, b1 = min(n, b0 + chunk);
@@ -450,8 +452,7 @@ cudaError_t wk_cu_greedy_rows(const float *logits, int n_vocab, int n, wk_cu_sam
     unsigned *counters = (unsigned *)ws;
     greedy_part *parts = (greedy_part *)((uint8_t *)ws + wk_al256((size_t)max_rows * 4));
     const int nb = n_vocab >= GREEDY_BLOCKS * GREEDY_THREADS ? GREEDY_BLOCKS : 1;
-    greedy_rows_kernel<<<dim3(nb, n), GREEDY_THREADS, 0, st>>>(logits, n_vocab, parts, counters, res);
-    return cudaGetLastError();
+    return wk_launch_pdl(greedy_rows_kernel, n, dim3(nb, n), GREEDY_THREADS, 0, st, logits, n_vocab, parts, counters, res);
 }
 
 #define TRY_LAUNCH()                                  \
