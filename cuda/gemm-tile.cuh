@@ -61,7 +61,7 @@ __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
  * same zeros either way. */
 template <int T, int MT, int NT, int U, class Epi, bool A8 = false>
 __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const __half *x16, int lda, int n_rows,
-                                              int m0, int K, uint8_t *smem, Epi epi) {
+                                              int m0, int K, uint8_t *smem, Epi epi, bool pdl = false) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int N = W.n_rows;
     constexpr int TILE = (MT * 16 + NT * 8) * GEMM_LDS; /* halves per k-tile buffer */
@@ -76,12 +76,29 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
     const int g = lane >> 2, t = lane & 3;
     for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
         uint4 ra[U][A8 ? 2 : MT * 4], rb[U][NT * 2];
+        /* rows past n_rows and weights past N or K read a clamped address and are zeroed */
+        auto load_a = [&]() {
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int kt = kt0 + u * GEMM_WARPS;
+                if (kt >= n_kt) break;
+#pragma unroll
+                for (int i = 0; i < (A8 ? 2 : MT * 4); i++) {
+                    const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+                    const int m = min(m0 + r, n_rows - 1);
+                    ra[u][i] = *reinterpret_cast<const uint4 *>(x16 + (size_t)m * lda + kt * WK_GEMM_BK + 8 * c);
+                    if (m0 + r >= n_rows) ra[u][i] = make_uint4(0, 0, 0, 0);
+                }
+            }
+        };
+        /* plain launch: the activations first, so their loads are in flight while the
+         * weights dequantize; dependent launch: the first weights before waiting */
+        if (!pdl) load_a();
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kt = kt0 + u * GEMM_WARPS;
             if (kt >= n_kt) break;
             const int k0 = kt * WK_GEMM_BK;
-            /* weights past N or K read a clamped address and are zeroed */
 #pragma unroll
             for (int i = 0; i < NT * 2; i++) {
                 const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
@@ -90,20 +107,9 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
                 if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
             }
         }
-        if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int kt = kt0 + u * GEMM_WARPS;
-            if (kt >= n_kt) break;
-            const int k0 = kt * WK_GEMM_BK;
-            /* rows past n_rows read a clamped address and are zeroed */
-#pragma unroll
-            for (int i = 0; i < (A8 ? 2 : MT * 4); i++) {
-                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-                const int m = min(m0 + r, n_rows - 1);
-                ra[u][i] = *reinterpret_cast<const uint4 *>(x16 + (size_t)m * lda + k0 + 8 * c);
-                if (m0 + r >= n_rows) ra[u][i] = make_uint4(0, 0, 0, 0);
-            }
+        if (pdl) {
+            if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
+            load_a();
         }
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -151,8 +157,10 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
     }
 
     /* the warp partials, added in warp order */
-    wk_dep_wait(); /* warps without a k-tile have not waited yet */
-    wk_dep_launch();
+    if (pdl) {
+        wk_dep_wait(); /* warps without a k-tile have not waited yet */
+        wk_dep_launch();
+    }
     __syncthreads();
     float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, MT*16, NT*8) */
     constexpr int TW = NT * 8, TM = MT * 16;

@@ -31,6 +31,7 @@ struct gemm_params {
     int n_segs;
     const __half *x16;
     int lda, n_in, n_rows, add;
+    int pdl; /* launched as a programmatic dependent (wk_launch_pdl) */
 };
 
 template <int T, int MT, int NT, int U>
@@ -47,7 +48,7 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
                                     float *o = y + (size_t)m * ldy + n;
                                     if (add) *o += v;
                                     else *o = v;
-                                });
+                                }, p.pdl != 0);
 }
 
 /* At most 8 rows (decode steps): the same order with the A fragments read
@@ -171,6 +172,7 @@ cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, c
     gemm_params p = {};
     for (int i = 0; i < n_segs; i++) p.seg[i] = segs[i];
     p.n_segs = n_segs, p.x16 = x16, p.lda = lda, p.n_in = segs[0].W.n_in, p.n_rows = n_rows, p.add = add;
+    p.pdl = n_rows <= WK_PDL_MAX_ROWS;
     cudaError_t e = cudaErrorInvalidValue;
     WK_TYPE_SWITCH(type, e = launch_type<T_>(p, segs, n_segs, st));
     return e;
