@@ -56,10 +56,8 @@ __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
  * Calls epi(m, n, v) once for every valid (row m, weight row n) with the
  * finished dot product. Every thread of the block (GEMM_WARPS warps) calls
  * it; smem: wk_gemm_tile_smem(MT, NT, U) bytes, free again on return.
- * A8 (MT = 1, n_rows <= 8, the decode kernel): rows 8..15 of the m16 tile
- * are known zeros, so they are neither loaded nor staged — the mma sees the
- * same zeros either way. */
-template <int T, int MT, int NT, int U, class Epi, bool A8 = false>
+ * pdl: launched as a programmatic dependent (see wk_dep_wait). */
+template <int T, int MT, int NT, int U, class Epi>
 __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const __half *x16, int lda, int n_rows,
                                               int m0, int K, uint8_t *smem, Epi epi, bool pdl = false) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -75,7 +73,7 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
     const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK;
     const int g = lane >> 2, t = lane & 3;
     for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
-        uint4 ra[U][A8 ? 2 : MT * 4], rb[U][NT * 2];
+        uint4 ra[U][MT * 4], rb[U][NT * 2];
         /* rows past n_rows and weights past N or K read a clamped address and are zeroed */
         auto load_a = [&]() {
 #pragma unroll
@@ -83,7 +81,7 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
                 const int kt = kt0 + u * GEMM_WARPS;
                 if (kt >= n_kt) break;
 #pragma unroll
-                for (int i = 0; i < (A8 ? 2 : MT * 4); i++) {
+                for (int i = 0; i < MT * 4; i++) {
                     const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
                     const int m = min(m0 + r, n_rows - 1);
                     ra[u][i] = *reinterpret_cast<const uint4 *>(x16 + (size_t)m * lda + kt * WK_GEMM_BK + 8 * c);
@@ -116,7 +114,7 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
             if (kt0 + u * GEMM_WARPS >= n_kt) break;
             __half *As = buf + u * TILE, *Bs = As + MT * 16 * GEMM_LDS;
 #pragma unroll
-            for (int i = 0; i < (A8 ? 2 : MT * 4); i++) {
+            for (int i = 0; i < MT * 4; i++) {
                 const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
                 *reinterpret_cast<uint4 *>(As + r * GEMM_LDS + 8 * c) = ra[u][i];
             }
@@ -145,9 +143,9 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
                 for (int i = 0; i < MT; i++) {
                     uint32_t a[4];
                     a[0] = A32[(i * 16 + g) * (GEMM_LDS / 2) + kw + t];
-                    a[1] = A8 ? 0u : A32[(i * 16 + g + 8) * (GEMM_LDS / 2) + kw + t];
+                    a[1] = A32[(i * 16 + g + 8) * (GEMM_LDS / 2) + kw + t];
                     a[2] = A32[(i * 16 + g) * (GEMM_LDS / 2) + kw + 4 + t];
-                    a[3] = A8 ? 0u : A32[(i * 16 + g + 8) * (GEMM_LDS / 2) + kw + 4 + t];
+                    a[3] = A32[(i * 16 + g + 8) * (GEMM_LDS / 2) + kw + 4 + t];
 #pragma unroll
                     for (int j = 0; j < NT; j++) wk_mma16816(acc[i][j], a, b[j]);
                 }
