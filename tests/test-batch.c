@@ -11,7 +11,7 @@
  * Every tiny-qwen2 weight type, stories260K (llama) and tiny phi3 (fused
  * tensors, LongRoPE factors).
  *
- *   test-batch [cpu|cuda]     (default cpu; cuda: exit 77 without a GPU)
+ *   test-batch [cpu|cuda]     (default cpu; cuda: exit 77 without a GPU, 1 if it fails to start)
  * Exit 77 (skip) when ../shared/models is absent. */
 #include <check.h>
 #include <stdio.h>
@@ -333,9 +333,13 @@ int main(int argc, char **argv) {
         struct wk_backend_config cfg = {.n_ctx = 64, .kv_tokens = 64};
         wk_status s = wk_backend_open(&f.m, g_device, &cfg, &f.b, err, sizeof err);
         close_model(&f);
-        if (s == WK_STATUS_UNAVAILABLE || s == WK_STATUS_CUDA) {
+        if (s == WK_STATUS_UNAVAILABLE) { /* no device here */
             fprintf(stderr, "SKIP test-batch on %s: %s\n", g_device, err);
             return 77;
+        }
+        if (s != WK_STATUS_OK) { /* a device that fails to start is a failure, not a skip */
+            fprintf(stderr, "test-batch on %s: the backend failed to start: %s\n", g_device, err);
+            return 1;
         }
         setenv("CK_FORK", "no", 1); /* CUDA is undefined in a forked child */
     }
