@@ -51,6 +51,29 @@ __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
     return u;
 }
 
+/* A warp's weights for its k-tiles kt0, kt0 + 8, ... (U of them, fewer at
+ * the end) and weight rows [n0, n0 + NT*8): lane l holds 16-byte chunks
+ * (row (l + 32i) / 8, chunk (l + 32i) % 8) as f16. Rows past N and chunks
+ * past K read a clamped address and are zeroed. */
+template <int T, int NT, int U>
+__device__ __forceinline__ void wk_load_w_tiles(uint4 (&rb)[U][NT * 2], const wk_cu_mat &W, int n0, int K, int kt0,
+                                                int n_kt, int lane) {
+    const int N = W.n_rows;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int kt = kt0 + u * GEMM_WARPS;
+        if (kt >= n_kt) break;
+        const int k0 = kt * WK_GEMM_BK;
+#pragma unroll
+        for (int i = 0; i < NT * 2; i++) {
+            const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
+            const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
+            rb[u][i] = wk_load_w8<T>(W.w + (size_t)n * W.row_bytes, kc);
+            if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
+        }
+    }
+}
+
 /* The block's tile: rows [m0, m0 + MT*16) of x16 (ld lda, n_rows valid; the
  * others count as zero) times weight rows [n0, n0 + NT*8) of W (n_in = K).
  * Calls epi(m, n, v) once for every valid (row m, weight row n) with the
@@ -74,7 +97,7 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
     const int g = lane >> 2, t = lane & 3;
     for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
         uint4 ra[U][MT * 4], rb[U][NT * 2];
-        /* rows past n_rows and weights past N or K read a clamped address and are zeroed */
+        /* rows past n_rows read a clamped address and are zeroed */
         auto load_a = [&]() {
 #pragma unroll
             for (int u = 0; u < U; u++) {
@@ -92,19 +115,7 @@ __device__ __forceinline__ void gemm_mma_tile(const wk_cu_mat &W, int n0, const 
         /* plain launch: the activations first, so their loads are in flight while the
          * weights dequantize; dependent launch: the first weights before waiting */
         if (!pdl) load_a();
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int kt = kt0 + u * GEMM_WARPS;
-            if (kt >= n_kt) break;
-            const int k0 = kt * WK_GEMM_BK;
-#pragma unroll
-            for (int i = 0; i < NT * 2; i++) {
-                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-                const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
-                rb[u][i] = wk_load_w8<T>(W.w + (size_t)n * W.row_bytes, kc);
-                if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
-            }
-        }
+        wk_load_w_tiles<T, NT, U>(rb, W, n0, K, kt0, n_kt, lane);
         if (pdl) {
             if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
             load_a();
@@ -215,19 +226,7 @@ __device__ __forceinline__ void gemm_skinny_tile(const wk_cu_mat &W, int n0, con
     const bool arow_ok = g < n_rows;
     for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
         uint4 rb[U][NT * 2];
-#pragma unroll
-        for (int u = 0; u < U; u++) {
-            const int kt = kt0 + u * GEMM_WARPS;
-            if (kt >= n_kt) break;
-            const int k0 = kt * WK_GEMM_BK;
-#pragma unroll
-            for (int i = 0; i < NT * 2; i++) {
-                const int idx = lane + 32 * i, r = idx >> 3, c = idx & 7;
-                const int n = min(n0 + r, N - 1), kc = min(k0 / 8 + c, K / 8 - 1);
-                rb[u][i] = wk_load_w8<T>(W.w + (size_t)n * W.row_bytes, kc);
-                if (n0 + r >= N || k0 / 8 + c >= K / 8) rb[u][i] = make_uint4(0, 0, 0, 0);
-            }
-        }
+        wk_load_w_tiles<T, NT, U>(rb, W, n0, K, kt0, n_kt, lane);
         if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
 #pragma unroll
         for (int u = 0; u < U; u++) {

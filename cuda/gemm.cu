@@ -34,21 +34,33 @@ struct gemm_params {
     int pdl; /* launched as a programmatic dependent (wk_launch_pdl) */
 };
 
+/* y (=|+=) v at (row m, column n) of a segment's output. */
+struct seg_out {
+    float *y;
+    int ldy, add;
+    __device__ __forceinline__ void operator()(int m, int n, float v) const {
+        float *o = y + (size_t)m * ldy + n;
+        if (add) *o += v;
+        else *o = v;
+    }
+};
+
+/* The segment of this block (blockIdx.x over the segments' n-blocks of NT*8
+ * weight rows) and its first weight row. */
+__device__ __forceinline__ const wk_gemm_seg &block_seg(const gemm_params &p, int NT, int *n0) {
+    int si = 0;
+    while ((int)blockIdx.x >= p.blk_end[si]) si++;
+    *n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * NT * 8;
+    return p.seg[si];
+}
+
 template <int T, int MT, int NT, int U>
 __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_constant__ gemm_params p) {
     extern __shared__ __align__(16) uint8_t smem[];
-    int si = 0;
-    while ((int)blockIdx.x >= p.blk_end[si]) si++;
-    const wk_gemm_seg &S = p.seg[si];
-    const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * NT * 8;
-    float *y = S.y;
-    const int ldy = S.ldy, add = p.add;
+    int n0;
+    const wk_gemm_seg &S = block_seg(p, NT, &n0);
     gemm_mma_tile<T, MT, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, blockIdx.y * MT * 16, p.n_in, smem,
-                                [=](int m, int n, float v) {
-                                    float *o = y + (size_t)m * ldy + n;
-                                    if (add) *o += v;
-                                    else *o = v;
-                                }, p.pdl != 0);
+                                seg_out{S.y, S.ldy, p.add}, p.pdl != 0);
 }
 
 /* At most 8 rows (decode steps): the same order with the A fragments read
@@ -56,17 +68,9 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_
 template <int T, int NT, int U>
 __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_skinny_kernel(const __grid_constant__ gemm_params p) {
     extern __shared__ __align__(16) uint8_t smem[];
-    int si = 0;
-    while ((int)blockIdx.x >= p.blk_end[si]) si++;
-    const wk_gemm_seg &S = p.seg[si];
-    const int n0 = ((int)blockIdx.x - (si ? p.blk_end[si - 1] : 0)) * NT * 8;
-    float *y = S.y;
-    const int ldy = S.ldy, add = p.add;
-    gemm_skinny_tile<T, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, p.n_in, smem, [=](int m, int n, float v) {
-        float *o = y + (size_t)m * ldy + n;
-        if (add) *o += v;
-        else *o = v;
-    });
+    int n0;
+    const wk_gemm_seg &S = block_seg(p, NT, &n0);
+    gemm_skinny_tile<T, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, p.n_in, smem, seg_out{S.y, S.ldy, p.add});
 }
 
 /* F32 weights: warp per (output column, 8-row group), fp32 throughout. */
@@ -83,26 +87,26 @@ __global__ void __launch_bounds__(256) gemm_f32_kernel(const __grid_constant__ g
     while (si < 2 && col >= p.col_end[si]) si++;
     if (col >= p.col_end[si]) return;
     const wk_gemm_seg &S = p.seg[si];
-    float *y = S.y;
-    const int ldy = S.ldy, add = p.add;
     /* gemm_f32_cols gives warp w weight row n0 + w */
     const int n0 = col - (si ? p.col_end[si - 1] : 0) - warp;
     gemm_f32_cols(S.W, n0, p.x32, p.lda, blockIdx.y * 8, min(p.n_rows, (int)(blockIdx.y + 1) * 8), p.n_in,
-                  [=](int m, int n, float v) {
-                      float *o = y + (size_t)m * ldy + n;
-                      if (add) *o += v;
-                      else *o = v;
-                  });
+                  seg_out{S.y, S.ldy, p.add});
+}
+
+/* p->blk_end: cumulative blocks of `cols` weight rows per segment; returns the total. */
+static int set_blk_end(gemm_params *p, const wk_gemm_seg *segs, int n_segs, int cols) {
+    int blocks = 0;
+    for (int i = 0; i < 3; i++) {
+        if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, cols);
+        p->blk_end[i] = blocks;
+    }
+    return blocks;
 }
 
 template <int T, int MT, int NT, int U>
 static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     gemm_params p = p0;
-    int blocks = 0;
-    for (int i = 0; i < 3; i++) {
-        if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, NT * 8);
-        p.blk_end[i] = blocks;
-    }
+    const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
     const size_t smem = wk_gemm_tile_smem(MT, NT, U);
     static bool attr_set = false; /* per instantiation */
     if (!attr_set) {
@@ -118,11 +122,7 @@ static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, in
 template <int T, int NT, int U>
 static cudaError_t launch_skinny(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     gemm_params p = p0;
-    int blocks = 0;
-    for (int i = 0; i < 3; i++) {
-        if (i < n_segs) blocks += wk_cdiv(segs[i].W.n_rows, NT * 8);
-        p.blk_end[i] = blocks;
-    }
+    const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
     const size_t smem = wk_skinny_tile_smem(NT, U);
     return wk_launch_pdl(gemm_skinny_kernel<T, NT, U>, p.n_rows, blocks, GEMM_WARPS * 32, smem, st, p);
 }
