@@ -241,51 +241,46 @@ static inline bool wk_cuda_type_ok(uint32_t t) {
 
 // --- reductions ---------------------------------------------------------------
 
-__device__ __forceinline__ float wk_warp_sum(float v) {
+struct wk_op_add {
+    __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
+};
+struct wk_op_max {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/* Warp xor-tree over the 32 lanes (every lane gets the result). */
+template <class Op>
+__device__ __forceinline__ float wk_warp_reduce(float v, Op op) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
+__device__ __forceinline__ float wk_warp_sum(float v) { return wk_warp_reduce(v, wk_op_add()); }
+__device__ __forceinline__ float wk_warp_max(float v) { return wk_warp_reduce(v, wk_op_max()); }
 
-__device__ __forceinline__ float wk_warp_max(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-
-/* Fixed-order block reduction (sum) over blockDim.x threads (a multiple of
- * 32, at most 1024): warp xor-trees, then warp 0 folds the warp sums in warp
- * order. Every thread gets the result. sh: 32 floats of shared memory. The
- * order depends only on blockDim.x, never on the data or the grid. */
-__device__ __forceinline__ float wk_block_sum(float v, float *sh) {
+/* Fixed-order block reduction over blockDim.x threads (a multiple of 32, at
+ * most 1024): warp xor-trees, then warp 0 folds the warp results in warp
+ * order (lanes past the warp count hold `identity`). Every thread gets the
+ * result. sh: 32 floats of shared memory. The order depends only on
+ * blockDim.x, never on the data or the grid. */
+template <class Op>
+__device__ __forceinline__ float wk_block_reduce(float v, float *sh, Op op, float identity) {
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = wk_warp_sum(v);
+    v = wk_warp_reduce(v, op);
     __syncthreads();
     if (lane == 0) sh[w] = v;
     __syncthreads();
     if (w == 0) {
-        float s = lane < nw ? sh[lane] : 0.0f;
-        s = wk_warp_sum(s);
+        float s = wk_warp_reduce(lane < nw ? sh[lane] : identity, op);
         if (lane == 0) sh[0] = s;
     }
     __syncthreads();
     return sh[0];
 }
 
+__device__ __forceinline__ float wk_block_sum(float v, float *sh) { return wk_block_reduce(v, sh, wk_op_add(), 0.0f); }
 __device__ __forceinline__ float wk_block_max(float v, float *sh) {
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = wk_warp_max(v);
-    __syncthreads();
-    if (lane == 0) sh[w] = v;
-    __syncthreads();
-    if (w == 0) {
-        float s = lane < nw ? sh[lane] : -INFINITY;
-        s = wk_warp_max(s);
-        if (lane == 0) sh[0] = s;
-    }
-    __syncthreads();
-    return sh[0];
+    return wk_block_reduce(v, sh, wk_op_max(), -INFINITY);
 }
 
 // --- programmatic dependent launch -----------------------------------------------

@@ -108,11 +108,6 @@ __device__ __forceinline__ void warp_argmax(float &v, int &i) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) argmax_merge(v, i, __shfl_xor_sync(0xffffffffu, v, o), __shfl_xor_sync(0xffffffffu, i, o));
 }
-__device__ __forceinline__ float warp_maxf(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
 __device__ __forceinline__ double warp_sumd(double v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -141,14 +136,14 @@ __global__ void __launch_bounds__(RED_THREADS)
         rm = fmaxf(rm, clean(raw[i]));
     }
     warp_argmax(bv, bi);
-    rm = warp_maxf(rm);
+    rm = wk_warp_max(rm);
     if (lane == 0) { sv[warp] = bv; si[warp] = bi; sd[warp] = rm; }
     __syncthreads();
     if (warp == 0) {
         float v = lane < nw ? sv[lane] : -INFINITY, m = lane < nw ? (float)sd[lane] : -INFINITY;
         int i = lane < nw ? si[lane] : n;
         warp_argmax(v, i);
-        m = warp_maxf(m);
+        m = wk_warp_max(m);
         if (lane == 0) { sv[0] = v; si[0] = i; sd[0] = m; }
     }
     __syncthreads();
@@ -185,7 +180,7 @@ __global__ void __launch_bounds__(RED_THREADS)
         m = fmaxf(m, __ldcg(&part[b].rmax));
     }
     warp_argmax(v, i);
-    m = warp_maxf(m);
+    m = wk_warp_max(m);
     double s = 0.0;
     if (m != -INFINITY)
         for (int b = lane; b < (int)gridDim.x; b += 32) {
