@@ -25,15 +25,13 @@
 __global__ void __launch_bounds__(ATT_THREADS) attn_split_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
     extern __shared__ float sm[]; /* q (hd) | scores (CHUNK) | pv partials (ATT_THREADS) or (G, hd) */
     __shared__ float red[32];
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     wk_attn_split_body(a, blockIdx.x, blockIdx.y, blockIdx.z, max_split, sm, red);
 }
 
 template <bool BASE2>
 __global__ void merge_kernel(const __grid_constant__ wk_attn_args a, int max_split) {
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     wk_attn_merge_body<BASE2>(a, max_split, blockIdx.x, blockIdx.y);
 }
 
@@ -41,8 +39,7 @@ template <int HD>
 __global__ void __launch_bounds__(256) flash_kernel(const __grid_constant__ wk_attn_args a, int n_rows, int max_split,
                                                     int hgroups) {
     extern __shared__ __align__(16) unsigned char fa_sm[];
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     wk_flash_body<HD>(a, n_rows, max_split, hgroups, blockIdx.x, blockIdx.y, blockIdx.z, fa_sm);
 }
 

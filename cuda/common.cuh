@@ -287,14 +287,22 @@ __device__ __forceinline__ float wk_block_max(float v, float *sh) {
 
 /* The kernels of steps of few rows are launched with programmatic stream
  * serialization (wk_launch_pdl, ops.cuh): a kernel may start while the one
- * before it finishes. Each such kernel calls wk_dep_wait() before it reads anything
- * the kernel before it writes (activations, K/V, metadata) and before any
- * write of its own — what it does before (the GEMMs' first weight loads)
- * touches only the weights — and wk_dep_launch() to let the next kernel
- * start its own weight loads. Every kernel of the chain waits, so the
- * wait is transitive. Both are no-ops for a kernel launched plainly. */
+ * before it runs. Each such kernel calls wk_dep_wait() before it reads
+ * anything the kernel before it writes (activations, K/V, metadata) and
+ * before any write of its own — what it does before (the GEMMs' L2 prefetch
+ * and first weight loads) touches only the weights — and wk_dep_launch() as
+ * soon as it starts, so the next kernels are resident and asking for their
+ * weights while this one runs. wait returns only when the kernel before has
+ * completed and its writes are visible, and every kernel waits, so the order
+ * of the chain is that of plain launches whenever launch is called. Both are
+ * no-ops for a kernel launched plainly. */
 __device__ __forceinline__ void wk_dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void wk_dep_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
+/* The start of a kernel that touches nothing before it waits. */
+__device__ __forceinline__ void wk_dep_enter() {
+    wk_dep_launch();
+    wk_dep_wait();
+}
 
 // --- weights ------------------------------------------------------------------
 

@@ -4,18 +4,18 @@
  * into tiles of WK_GEMM_BK = 64; warp w of the block (8 warps) accumulates
  * tiles w, w+8, w+16, ... in increasing order with mma.sync m16n8k16 (f16
  * inputs, f32 accumulators: per tile four k16 steps in order), and the eight
- * warp partials are added in warp order, (((p0 + p1) + p2) + ...) + p7.
- * (Decode tiles load two of a warp's k-tiles before computing either, for
- * more bytes in flight; the order of the additions is unchanged.) An mma's output element
- * depends only on its own A row and B column, so a row's results are the same
- * whether it shares a 16-row tile with 0 or 63 other rows, and whatever the
- * tile shape (MT m16 tiles × NT n8 tiles per block) the launcher picks for
- * the number of rows. A future persistent decode kernel reproduces it by
- * keeping the same k-tile to warp assignment and the same final sum.
+ * warp partials are added in warp order, (((p0 + p1) + p2) + ...) + p7;
+ * which elements of a k-tile meet in which k16 step is gemm-tile.cuh's
+ * fragment map. (Tiles load U of a warp's k-tiles before computing any, for
+ * more bytes in flight; the order of the additions is unchanged.) An mma's
+ * output element depends only on its own A row and B column, so a row's
+ * results are the same whether it shares a 16-row tile with 0 or 63 other
+ * rows, and whatever the tile shape (MT m16 tiles × NT n8 tiles per block)
+ * the launcher picks for the number of rows. A persistent decode kernel
+ * reproduces it by running gemm_tile's order.
  *
- * Weights stay in their GGUF type: each warp dequantizes its 64-wide slice of
- * NT*8 weight rows (wk_deq8, 8 lanes per row reading consecutive chunks) into
- * f16 in shared memory, and its MT*16 activation rows (already f16) beside it.
+ * Weights stay in their GGUF type: each lane dequantizes its own fragment
+ * chunks (wk_deq8) to f16 in registers; the activations are already f16.
  *
  * Rows are 16-byte aligned whole chunks (n_in % 8 == 0); the backend uploads
  * an F16/BF16 matrix whose rows are not as F32. F32 weights (the small test
@@ -54,23 +54,15 @@ __device__ __forceinline__ const wk_gemm_seg &block_seg(const gemm_params &p, in
     return p.seg[si];
 }
 
+/* MT m16 tiles of rows a block (grid.y over them), or MT == 0: a step of at
+ * most 8 rows (decode), rows 8..15 of the m16 tile never loaded. */
 template <int T, int MT, int NT, int U>
-__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_mma_kernel(const __grid_constant__ gemm_params p) {
+__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_kernel(const __grid_constant__ gemm_params p) {
     extern __shared__ __align__(16) uint8_t smem[];
     int n0;
     const wk_gemm_seg &S = block_seg(p, NT, &n0);
-    gemm_mma_tile<T, MT, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, blockIdx.y * MT * 16, p.n_in, smem,
-                                seg_out{S.y, S.ldy, p.add}, p.pdl != 0);
-}
-
-/* At most 8 rows (decode steps): the same order with the A fragments read
- * straight from x16 (gemm_skinny_tile), no A staging. */
-template <int T, int NT, int U>
-__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_skinny_kernel(const __grid_constant__ gemm_params p) {
-    extern __shared__ __align__(16) uint8_t smem[];
-    int n0;
-    const wk_gemm_seg &S = block_seg(p, NT, &n0);
-    gemm_skinny_tile<T, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, p.n_in, smem, seg_out{S.y, S.ldy, p.add});
+    gemm_tile<T, MT, NT, U>(S.W, n0, p.x16, p.lda, p.n_rows, blockIdx.y * MT * 16, p.n_in, smem,
+                            seg_out{S.y, S.ldy, p.add}, p.pdl != 0);
 }
 
 /* F32 weights: warp per (output column, 8-row group), fp32 throughout. */
@@ -104,27 +96,19 @@ static int set_blk_end(gemm_params *p, const wk_gemm_seg *segs, int n_segs, int 
 }
 
 template <int T, int MT, int NT, int U>
-static cudaError_t launch_mma(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
+static cudaError_t launch(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     gemm_params p = p0;
     const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
-    const size_t smem = wk_gemm_tile_smem(MT, NT, U);
+    const size_t smem = wk_gemm_tile_smem(MT, NT);
     static bool attr_set = false; /* per instantiation */
     if (!attr_set) {
-        cudaError_t e = cudaFuncSetAttribute(gemm_mma_kernel<T, MT, NT, U>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem);
+        cudaError_t e =
+            cudaFuncSetAttribute(gemm_kernel<T, MT, NT, U>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
         attr_set = true;
     }
-    dim3 grid(blocks, wk_cdiv(p.n_rows, MT * 16));
-    return wk_launch_pdl(gemm_mma_kernel<T, MT, NT, U>, p.n_rows, grid, GEMM_WARPS * 32, smem, st, p);
-}
-
-template <int T, int NT, int U>
-static cudaError_t launch_skinny(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
-    gemm_params p = p0;
-    const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
-    const size_t smem = wk_skinny_tile_smem(NT, U);
-    return wk_launch_pdl(gemm_skinny_kernel<T, NT, U>, p.n_rows, blocks, GEMM_WARPS * 32, smem, st, p);
+    dim3 grid(blocks, MT ? wk_cdiv(p.n_rows, MT * 16) : 1);
+    return wk_launch_pdl(gemm_kernel<T, MT, NT, U>, p.n_rows, grid, GEMM_WARPS * 32, smem, st, p);
 }
 
 /* Tile shape by the number of rows and the matrix's width (results do not
@@ -135,21 +119,21 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
     int N = 0;
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
-    if (p.n_rows <= 4) {
-        if (long_k) return launch_skinny<T, 1, 4>(p, segs, n_segs, st);
-        if (wide) return launch_skinny<T, 2, 2>(p, segs, n_segs, st);
-        return launch_skinny<T, 1, 2>(p, segs, n_segs, st);
+    if (p.n_rows <= 8) {
+        if (long_k) return launch<T, 0, 1, 4>(p, segs, n_segs, st);
+        if (wide) return launch<T, 0, 2, 2>(p, segs, n_segs, st);
+        return launch<T, 0, 1, 2>(p, segs, n_segs, st);
     }
     if (p.n_rows <= 16) {
-        if (long_k) return launch_mma<T, 1, 1, 4>(p, segs, n_segs, st);
-        if (wide) return launch_mma<T, 1, 2, 2>(p, segs, n_segs, st);
-        return launch_mma<T, 1, 1, 2>(p, segs, n_segs, st);
+        if (long_k) return launch<T, 1, 1, 4>(p, segs, n_segs, st);
+        if (wide) return launch<T, 1, 2, 2>(p, segs, n_segs, st);
+        return launch<T, 1, 1, 2>(p, segs, n_segs, st);
     }
     if (p.n_rows <= 64) {
-        if (wide) return launch_mma<T, 2, 4, 1>(p, segs, n_segs, st);
-        return launch_mma<T, 2, 1, 2>(p, segs, n_segs, st);
+        if (wide) return launch<T, 2, 4, 1>(p, segs, n_segs, st);
+        return launch<T, 2, 1, 2>(p, segs, n_segs, st);
     }
-    return launch_mma<T, 4, 4, 1>(p, segs, n_segs, st);
+    return launch<T, 4, 4, 1>(p, segs, n_segs, st);
 }
 
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,

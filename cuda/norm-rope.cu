@@ -8,8 +8,7 @@
 #include "cuda/rowops.cuh"
 
 __global__ void embed_kernel(wk_cu_mat m, const int32_t *tok, float scale, float *x) {
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     wk_embed_row(m, tok[blockIdx.x], scale, x + (size_t)blockIdx.x * m.n_in);
 }
 
@@ -25,8 +24,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(const float *x, int ldx, const float *w, int n, float eps, float *y32, __half *y16, int ldy,
                    int mode) {
     __shared__ float sh[32];
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     const float *xr = x + (size_t)blockIdx.x * ldx;
     const float scale = wk_rms_scale(xr, n, eps, sh);
     if (mode == 1) {
@@ -56,8 +54,7 @@ cudaError_t wk_cu_rmsnorm_add(const float *in, int ldin, const float *w, int n_r
  * rotated, then stored (q f32, k/v f16 into the row's page). */
 __global__ void __launch_bounds__(32) qkv_post_kernel(const __grid_constant__ wk_qkv_post_args a) {
     extern __shared__ float h[]; /* (hd) */
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     wk_qkv_post_head(a, blockIdx.x, blockIdx.y, threadIdx.x, h);
 }
 
@@ -67,8 +64,7 @@ cudaError_t wk_cu_qkv_post(const wk_qkv_post_args &a, int n_rows, cudaStream_t s
 }
 
 __global__ void glu_kernel(const float *gu, int n_ff, int gelu, float *y32, __half *y16, int ld) {
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     const float *g = gu + (size_t)blockIdx.x * 2 * n_ff, *u = g + n_ff;
     float *o = y32 + (size_t)blockIdx.x * ld;
     __half *o16 = y16 + (size_t)blockIdx.x * ld;
@@ -88,8 +84,7 @@ cudaError_t wk_cu_glu(const float *gu, int n_rows, int n_ff, bool gelu, float *y
 
 __global__ void gather_kernel(const __half *s16, const float *s32, int ld, const int32_t *rows, __half *d16,
                               float *d32) {
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     const int src = rows[blockIdx.x];
     for (int i = threadIdx.x; i < ld; i += blockDim.x) {
         d16[(size_t)blockIdx.x * ld + i] = s16[(size_t)src * ld + i];

@@ -375,8 +375,7 @@ __global__ void __launch_bounds__(GREEDY_THREADS)
     __shared__ int si[32];
     __shared__ double sd[32];
     __shared__ bool last;
-    wk_dep_wait();
-    wk_dep_launch();
+    wk_dep_enter();
     const int row = blockIdx.y, nb = gridDim.x;
     const float *x = logits + (size_t)row * n;
     const int chunk = (n + nb - 1) / nb, b0 = blockIdx.x * chunk, b1 = min(n, b0 + chunk);
