@@ -38,6 +38,13 @@ __device__ __forceinline__ uint32_t wk_ld_u32_a2(const uint8_t *p) {
     return (uint32_t)h[0] | ((uint32_t)h[1] << 16);
 }
 
+/* (float)q for 0 <= q < 2^23 without the (quarter-rate) int → float
+ * conversion: q under the exponent of 2^23, minus 2^23 (and minus `bias`,
+ * exact too for the small integers here). The same value as (float)q - bias. */
+__device__ __forceinline__ float wk_u2f(uint32_t q, float bias = 0.0f) {
+    return __uint_as_float(0x4B000000u | q) - (8388608.0f + bias);
+}
+
 __device__ __forceinline__ void wk_scale_min_k4(int j, const uint8_t *q, int *d, int *m) {
     if (j < 4) {
         *d = q[j] & 63;
@@ -112,7 +119,7 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_1>(const uint8_
     for (int i = 0; i < 2; i++) {
         uint32_t u = qs[i];
 #pragma unroll
-        for (int k = 0; k < 4; k++) v[4 * i + k] = d * (float)((u >> (8 * k + sh)) & 0xF) + m;
+        for (int k = 0; k < 4; k++) v[4 * i + k] = __fmaf_rn(d, wk_u2f((u >> (8 * k + sh)) & 0xF), m);
     }
 }
 
@@ -147,7 +154,7 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_1>(const uint8_
         for (int k = 0; k < 4; k++) {
             const int e = e0 + 4 * i + k;
             const uint32_t x = ((u >> (8 * k + sh)) & 0xF) | (((qh >> e) & 1) << 4);
-            v[4 * i + k] = d * (float)x + m;
+            v[4 * i + k] = __fmaf_rn(d, wk_u2f(x), m);
         }
     }
 }
@@ -163,7 +170,7 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_K>(const uint8_
     const int sh = 4 * (s & 1);
     const uint32_t w[2] = {u.x, u.y};
 #pragma unroll
-    for (int k = 0; k < 8; k++) v[k] = d1 * (float)((w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF) - m1;
+    for (int k = 0; k < 8; k++) v[k] = __fmaf_rn(d1, wk_u2f((w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF), -m1);
 }
 
 template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_K>(const uint8_t *row, int c, float v[8]) {
@@ -181,7 +188,7 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_K>(const uint8_
     for (int k = 0; k < 8; k++) {
         const uint32_t lo = (w[k >> 2] >> (8 * (k & 3) + sh)) & 0xF;
         const uint32_t hb = (hw[k >> 2] >> (8 * (k & 3) + s)) & 1;
-        v[k] = d1 * (float)(lo | (hb << 4)) - m1;
+        v[k] = __fmaf_rn(d1, wk_u2f(lo | (hb << 4)), -m1);
     }
 }
 
@@ -197,8 +204,8 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q6_K>(const uint8_
         const uint32_t l2 = ql[i], h2 = qh[i];
 #pragma unroll
         for (int t = 0; t < 2; t++) {
-            const int q = (int)(((l2 >> (8 * t + lsh)) & 0xF) | (((h2 >> (8 * t + hsh)) & 3) << 4)) - 32;
-            v[2 * i + t] = d * (float)q;
+            const uint32_t q = ((l2 >> (8 * t + lsh)) & 0xF) | (((h2 >> (8 * t + hsh)) & 3) << 4);
+            v[2 * i + t] = d * wk_u2f(q, 32.0f);
         }
     }
 }
@@ -214,6 +221,74 @@ __device__ __forceinline__ float wk_deq1(int type, const uint8_t *row, int i) {
 }
 
 /* Runtime switch over the types: F(T) is instantiated for each. */
+// --- f16 chunks without a detour through f32 ---------------------------------------
+
+/* For the types whose element is d * (integer) with |integer| <= 128 (Q8_0,
+ * Q5_0, Q4_0), the product of two f16 values d and q is exact in f32 and
+ * rounds once either way, so multiplying in f16 gives the very bits of
+ * __float2half_rn(wk_deq8's value) — without the int → float conversions
+ * (a quarter-rate instruction) and f32 → f16 packs. An integer 0..255 in the
+ * low byte of a 16-bit half becomes the f16 1024 + byte under the exponent
+ * 0x64 (1024 <= x < 2048 has a spacing of 1), so two elements take one byte
+ * permute and one f16x2 subtract. */
+__device__ __forceinline__ uint32_t wk_h2_bits(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
+__device__ __forceinline__ __half2 wk_bits_h2(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
+
+/* The 8 bytes at a 2-byte aligned p as two little-endian words (four 16-bit
+ * loads, no branch on the alignment: straight-line code lets the compiler
+ * put every load of a warp's tiles in flight before the first use). */
+__device__ __forceinline__ void wk_ld_8bytes_a2(const uint8_t *p, uint32_t &w0, uint32_t &w1) {
+    const uint16_t *q = reinterpret_cast<const uint16_t *>(p);
+    w0 = __byte_perm(q[0], q[1], 0x5410), w1 = __byte_perm(q[2], q[3], 0x5410);
+}
+
+/* {d * (lo - off), d * (hi - off)} from v = (1024 + lo) | (1024 + hi) << 16 as f16 bits. */
+__device__ __forceinline__ uint32_t wk_h2_scaled(uint32_t v, __half2 off, __half2 d) {
+    return wk_h2_bits(__hmul2(__hsub2(wk_bits_h2(v), off), d));
+}
+
+/* Q8_0 chunk c as f16: int8 q biased to 0..255 (xor 0x80), offset 1024 + 128. */
+__device__ __forceinline__ uint4 wk_deq8_h_q8_0(const uint8_t *row, int c) {
+    const uint8_t *b = row + 34 * (c >> 2);
+    const __half2 d = __half2half2(*reinterpret_cast<const __half *>(b));
+    const __half2 off = __float2half2_rn(1152.0f);
+    uint32_t w0, w1;
+    wk_ld_8bytes_a2(b + 2 + 8 * (c & 3), w0, w1);
+    w0 ^= 0x80808080u, w1 ^= 0x80808080u;
+    uint4 u;
+    u.x = wk_h2_scaled(__byte_perm(w0, 0x64646464u, 0x4140), off, d);
+    u.y = wk_h2_scaled(__byte_perm(w0, 0x64646464u, 0x4342), off, d);
+    u.z = wk_h2_scaled(__byte_perm(w1, 0x64646464u, 0x4140), off, d);
+    u.w = wk_h2_scaled(__byte_perm(w1, 0x64646464u, 0x4342), off, d);
+    return u;
+}
+
+/* Q4_0 / Q5_0 chunk c as f16: the chunk's nibbles (low or high half of the
+ * bytes), Q5_0's fifth bits moved to bit 4 of each half, offset 1024 + 8 / 16. */
+template <bool Q5>
+__device__ __forceinline__ uint4 wk_deq8_h_q4q5(const uint8_t *row, int c) {
+    constexpr int BB = Q5 ? 22 : 18, QS = Q5 ? 6 : 2;
+    const uint8_t *b = row + BB * (c >> 2);
+    const int q = c & 3, sh = 4 * (q >> 1);
+    const __half2 d = __half2half2(*reinterpret_cast<const __half *>(b));
+    const __half2 off = __float2half2_rn(Q5 ? 1040.0f : 1032.0f);
+    uint32_t w0, w1;
+    wk_ld_8bytes_a2(b + QS + 8 * (q & 1), w0, w1);
+    w0 = (w0 >> sh) & 0x0F0F0F0Fu, w1 = (w1 >> sh) & 0x0F0F0F0Fu;
+    const uint32_t hq = Q5 ? wk_ld_u32_a2(b + 2) >> (8 * q) : 0u;
+    uint32_t v[4] = {__byte_perm(w0, 0, 0x4140), __byte_perm(w0, 0, 0x4342), __byte_perm(w1, 0, 0x4140),
+                     __byte_perm(w1, 0, 0x4342)};
+    uint4 u;
+    uint32_t *o = &u.x;
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+        /* bits 2p, 2p+1 of hq to bits 4 and 20 */
+        const uint32_t hp = Q5 ? (((hq >> (2 * p)) & 3u) * 0x80010u) & 0x00100010u : 0u;
+        o[p] = wk_h2_scaled(v[p] | hp | 0x64006400u, off, d);
+    }
+    return u;
+}
+
 #define WK_TYPE_SWITCH(type, ...)                                                          \
     switch (type) {                                                                        \
     case GGML_TYPE_F32:  { constexpr int T_ = GGML_TYPE_F32;  __VA_ARGS__; } break;        \

@@ -49,6 +49,9 @@ __device__ __forceinline__ void wk_mma16816(float c[4], const uint32_t a[4], con
 template <int T>
 __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
     if (T == GGML_TYPE_F16) return __ldg(reinterpret_cast<const uint4 *>(row) + c);
+    if (T == GGML_TYPE_Q8_0) return wk_deq8_h_q8_0(row, c);
+    if (T == GGML_TYPE_Q5_0) return wk_deq8_h_q4q5<true>(row, c);
+    if (T == GGML_TYPE_Q4_0) return wk_deq8_h_q4q5<false>(row, c);
     float v[8];
     wk_deq8<T>(row, c, v);
     uint4 u;
