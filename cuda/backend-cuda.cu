@@ -344,11 +344,15 @@ static wk_status enqueue_layers(struct wk_backend *b, int rows, int max_split, b
     return WK_STATUS_OK;
 }
 
-/* Logits of rows (device list lrows, n of them, at most LR) into `logits`
+/* Logits of rows (device list lrows, n of them, at most LR; NULL: rows 0..n-1) into `logits`
  * (n, V), through the gathered rows. */
 static wk_status enqueue_logits(cu_impl *c, const int32_t *lrows, int n, float *logits, char *err, size_t err_len) {
-    CUDA_TRY(wk_cu_gather_rows(c->h16, c->h32, c->ld, lrows, n, c->lg16, c->lg32, c->st));
     wk_gemm_seg s = {c->out, logits, c->V};
+    if (!lrows) { /* every row, in order */
+        CUDA_TRY(wk_cu_gemm(&s, 1, c->h16, c->h32, c->ld, n, false, c->st));
+        return WK_STATUS_OK;
+    }
+    CUDA_TRY(wk_cu_gather_rows(c->h16, c->h32, c->ld, lrows, n, c->lg16, c->lg32, c->st));
     CUDA_TRY(wk_cu_gemm(&s, 1, c->lg16, c->lg32, c->ld, n, false, c->st));
     return WK_STATUS_OK;
 }
@@ -360,7 +364,7 @@ static wk_status enqueue_decode(struct wk_backend *b, int B, char *err, size_t e
     cu_impl *c = (cu_impl *)b->impl;
     CUDA_TRY(cudaMemcpyAsync(c->d_meta, c->h_meta, meta_count(c) * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
     TRY(enqueue_layers(b, B, c->max_split, false, err, err_len));
-    TRY(enqueue_logits(c, meta_lrows(c, c->d_meta), B, c->sample_logits, err, err_len));
+    TRY(enqueue_logits(c, NULL, B, c->sample_logits, err, err_len)); /* a decode step samples every row */
     CUDA_TRY(wk_cu_greedy_rows(c->sample_logits, c->V, B, c->d_gres, c->greedy_ws, c->LR, c->st));
     CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, (size_t)B * sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost,
                              c->st));

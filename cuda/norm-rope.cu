@@ -19,22 +19,63 @@ cudaError_t wk_cu_embed(const wk_cu_mat &embd, const int32_t *tok, int n_rows, f
 }
 
 /* mode 0: y = rmsnorm(x) * w (f32 + f16, zero padding to ldy);
- * mode 1: out += rmsnorm(x) * w. */
+ * mode 1: out += rmsnorm(x) * w.
+ * The row stays in registers (thread t holds elements t, t+256, ...: the
+ * order of wk_rms_scale's sum), its norm weights loaded before the wait, so
+ * the block makes one round trip to memory instead of one per element of a
+ * thread (the loads of a loop that stores cannot be hoisted over its stores).
+ * Rows longer than NORM_REG_ELEMS * NORM_THREADS take the loops of rowops.cuh. */
+#define NORM_REG_ELEMS 16
 __global__ void __launch_bounds__(NORM_THREADS)
     rmsnorm_kernel(const float *x, int ldx, const float *w, int n, float eps, float *y32, __half *y16, int ldy,
                    int mode) {
     __shared__ float sh[32];
-    wk_dep_enter();
+    const int n_out = mode == 1 ? n : min(ldy, (n + WK_GEMM_BK - 1) / WK_GEMM_BK * WK_GEMM_BK); /* zeros to the k-tile end */
     const float *xr = x + (size_t)blockIdx.x * ldx;
-    const float scale = wk_rms_scale(xr, n, eps, sh);
-    if (mode == 1) {
-        float *o = y32 + (size_t)blockIdx.x * ldy;
-        for (int i = threadIdx.x; i < n; i += NORM_THREADS) o[i] += xr[i] * scale * w[i];
+    if (n_out > NORM_REG_ELEMS * NORM_THREADS) {
+        wk_dep_enter();
+        const float scale = wk_rms_scale(xr, n, eps, sh);
+        if (mode == 1) {
+            float *o = y32 + (size_t)blockIdx.x * ldy;
+            for (int i = threadIdx.x; i < n; i += NORM_THREADS) o[i] += xr[i] * scale * w[i];
+            return;
+        }
+        wk_rmsnorm_store(xr, w, n, scale, y32 + (size_t)blockIdx.x * ldy, y16 ? y16 + (size_t)blockIdx.x * ldy : NULL,
+                         n_out);
         return;
     }
-    const int n_out = min(ldy, (n + WK_GEMM_BK - 1) / WK_GEMM_BK * WK_GEMM_BK); /* zeros up to the k-tile end */
-    wk_rmsnorm_store(xr, w, n, scale, y32 + (size_t)blockIdx.x * ldy, y16 ? y16 + (size_t)blockIdx.x * ldy : NULL,
-                     n_out);
+    float wv[NORM_REG_ELEMS], xv[NORM_REG_ELEMS];
+#pragma unroll
+    for (int k = 0; k < NORM_REG_ELEMS; k++) {
+        const int i = threadIdx.x + k * NORM_THREADS;
+        wv[k] = i < n ? __ldg(w + i) : 0.0f; /* a weight: before the wait */
+    }
+    wk_dep_enter();
+#pragma unroll
+    for (int k = 0; k < NORM_REG_ELEMS; k++) {
+        const int i = threadIdx.x + k * NORM_THREADS;
+        xv[k] = i < n ? xr[i] : 0.0f;
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int k = 0; k < NORM_REG_ELEMS; k++)
+        if (threadIdx.x + k * NORM_THREADS < n) ss = fmaf(xv[k], xv[k], ss);
+    ss = wk_block_sum(ss, sh);
+    const float scale = rsqrtf(ss / (float)n + eps); /* wk_rms_scale's value */
+    float *o = y32 + (size_t)blockIdx.x * ldy;
+    __half *o16 = y16 ? y16 + (size_t)blockIdx.x * ldy : NULL;
+#pragma unroll
+    for (int k = 0; k < NORM_REG_ELEMS; k++) {
+        const int i = threadIdx.x + k * NORM_THREADS;
+        if (i >= n_out) break;
+        const float v = i < n ? xv[k] * scale * wv[k] : 0.0f;
+        if (mode == 1) {
+            o[i] += v;
+        } else {
+            o[i] = v;
+            if (o16) o16[i] = __float2half_rn(v);
+        }
+    }
 }
 
 cudaError_t wk_cu_rmsnorm(const float *x, int ldx, const float *w, int n_rows, int n, float eps, float *y32,
@@ -54,8 +95,7 @@ cudaError_t wk_cu_rmsnorm_add(const float *in, int ldin, const float *w, int n_r
  * rotated, then stored (q f32, k/v f16 into the row's page). */
 __global__ void __launch_bounds__(32) qkv_post_kernel(const __grid_constant__ wk_qkv_post_args a) {
     extern __shared__ float h[]; /* (hd) */
-    wk_dep_enter();
-    wk_qkv_post_head(a, blockIdx.x, blockIdx.y, threadIdx.x, h);
+    wk_qkv_post_head(a, blockIdx.x, blockIdx.y, threadIdx.x, h); /* calls wk_dep_enter() */
 }
 
 cudaError_t wk_cu_qkv_post(const wk_qkv_post_args &a, int n_rows, cudaStream_t st) {

@@ -53,36 +53,72 @@ __device__ __forceinline__ void wk_rmsnorm_store(const float *xr, const float *w
 /* One head of one row after the QKV GEMM, by one warp (lane = its lane; h:
  * hd floats of shared memory of this warp): bias, per-head rmsnorm (warp xor
  * tree over lane-strided squares), rope at the row's position, then q (f32)
- * to a.q or k/v (f16) into the row's page. head: q heads, then k, then v. */
+ * to a.q or k/v (f16) into the row's page. head: q heads, then k, then v.
+ * Everything the head needs that no kernel of the step writes — bias, norm
+ * weights, the row's position, rope row and page (the step's metadata is
+ * uploaded before its first kernel) — is loaded before wk_dep_enter(), the
+ * head's values right after it, so the warp waits on memory twice, not once
+ * per stage. hd <= 256, rd <= hd (check_model). */
 __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int r, int head, int lane, float *h) {
     const int qd = a.n_head * a.hd, kvd = a.n_head_kv * a.hd;
     const float *row = a.qkv + (size_t)r * (qd + 2 * kvd);
-    const int pos = a.row_pos[r];
-    const int half = a.rd / 2;
-    const float2 *cs = a.cs + (size_t)pos * (half > 0 ? half : 1);
     const int kind = head < a.n_head ? 0 : head < a.n_head + a.n_head_kv ? 1 : 2;
     const int hh = kind == 0 ? head : kind == 1 ? head - a.n_head : head - a.n_head - a.n_head_kv;
     const int off = kind == 0 ? hh * a.hd : kind == 1 ? qd + hh * a.hd : qd + kvd + hh * a.hd;
     const float *bias = kind == 0 ? a.bq : kind == 1 ? a.bk : a.bv;
     const float *nw = kind == 0 ? a.q_norm : kind == 1 ? a.k_norm : NULL;
+    const int half = a.rd / 2;
+    float bv[8], nv[8];
+    float2 csv[4];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int i = lane + 32 * k;
+        bv[k] = bias && i < a.hd ? bias[hh * a.hd + i] : 0.0f;
+        nv[k] = nw && i < a.hd ? nw[i] : 0.0f;
+    }
+    const int pos = a.row_pos[r];
+    const float2 *cs = a.cs + (size_t)pos * (half > 0 ? half : 1);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const int i = lane + 32 * k;
+        csv[k] = kind < 2 && i < half ? cs[i] : make_float2(0.0f, 0.0f);
+    }
+    const int page = kind > 0 ? a.pt[a.row_pt[r] + pos / WK_KV_PAGE_TOKENS] : 0;
+    wk_dep_enter();
+    float v[8];
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int i = lane + 32 * k;
+        v[k] = i < a.hd ? row[off + i] : 0.0f;
+    }
     float ss = 0.0f;
-    for (int i = lane; i < a.hd; i += 32) {
-        float v = row[off + i];
-        if (bias) v += bias[hh * a.hd + i];
-        h[i] = v;
-        ss = fmaf(v, v, ss);
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int i = lane + 32 * k;
+        if (i >= a.hd) break;
+        if (bias) v[k] += bv[k];
+        h[i] = v[k];
+        ss = fmaf(v[k], v[k], ss);
     }
     ss = wk_warp_sum(ss);
     __syncwarp();
     if (nw) {
         const float sc = rsqrtf(ss / (float)a.hd + a.eps);
-        for (int i = lane; i < a.hd; i += 32) h[i] = h[i] * sc * nw[i];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int i = lane + 32 * k;
+            if (i >= a.hd) break;
+            h[i] = h[i] * sc * nv[k];
+        }
         __syncwarp();
     }
     if (kind < 2) {
-        for (int i = lane; i < half; i += 32) {
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const int i = lane + 32 * k;
+            if (i >= half) break;
             const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
-            const float x0 = h[ia], x1 = h[ib], c = cs[i].x, s = cs[i].y;
+            const float x0 = h[ia], x1 = h[ib], c = csv[k].x, s = csv[k].y;
             /* explicit roundings: the same bits wherever this is inlined */
             h[ia] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
             h[ib] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
@@ -92,7 +128,7 @@ __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int 
     if (kind == 0) {
         for (int i = lane; i < a.hd; i += 32) a.q[(size_t)r * qd + hh * a.hd + i] = h[i];
     } else {
-        const int page = a.pt[a.row_pt[r] + pos / WK_KV_PAGE_TOKENS], slot = pos % WK_KV_PAGE_TOKENS;
+        const int slot = pos % WK_KV_PAGE_TOKENS;
         __half *dst = (kind == 1 ? a.kc : a.vc) + ((size_t)page * WK_KV_PAGE_TOKENS + slot) * kvd + hh * a.hd;
         for (int i = lane; i < a.hd; i += 32) dst[i] = __float2half_rn(h[i]);
     }
