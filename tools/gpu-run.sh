@@ -242,7 +242,7 @@ device)
                     > "$out/ncu-$t.csv" 2>> "$out/bench.log" || echo "ncu failed" >&2
                 # stall reasons of five consecutive decode GEMM kernels
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none --cache-control none \
-                    -k regex:gemm_mma_kernel --launch-skip 150 --launch-count 5 \
+                    -k regex:gemm_kernel --launch-skip 150 --launch-count 5 \
                     --section SpeedOfLight --section WarpStateStats --section Occupancy --section LaunchStats \
                     --section MemoryWorkloadAnalysis --section SchedulerStats \
                     "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
