@@ -44,12 +44,21 @@
 #   GPU_RUN_VARIANTS="VAR=1 ..."  also run orcd-bench with each environment setting (the backend reads none today)
 #   GPU_RUN_NCU=1 [GPU_RUN_NCU_TYPE=q8_0]         per-kernel durations of a few decode steps (ncu-TYPE.csv)
 #   GPU_RUN_SANITIZER=1    compute-sanitizer memcheck over test-cuda's greedy and sampler cases
+#
+# A/B benchmark of orcd-bench builds in one call, from a small pack (a few MB:
+# it starts and travels faster than gpu-pack):
+#   here:    tools/gpu-run.sh pack-bench NAME=PATH ...   (e.g. old=/tmp/orcd-bench-99e8a5d new=build-gpu/tools/orcd-bench)
+#   there:   sh gpu-pack-bench/gpu-run.sh device-bench   (carry ["gpu-pack-bench"])
+# which prints "TYPE NAME ROUND prefill P decode D" for GPU_RUN_TYPES (default
+# f16 q8_0 q4_k_m), GPU_RUN_ROUNDS rounds (default 2) of every build in turn,
+# writes their JSON to $OUT/ab-TYPE-NAME-ROUND.json, and with GPU_RUN_NCU=1 the
+# per-kernel table of one decode step per build (ncu-TYPE-NAME.csv, tools/ncu-step.py).
 set -eu
 
 self=$(cd "$(dirname "$0")" && pwd)
 here=$(cd "$self/.." && pwd)
 # run from inside a pack (a copy of this script at gpu-pack*/gpu-run.sh), or from tools/
-if [ -e "$self/bin/test-cuda" ] || [ -e "$self/bin/test-cuda.xz" ]; then pack=$self; else pack="$here/gpu-pack"; fi
+if [ -d "$self/bin" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
 
 # On the device: the pack's shared/ (vocabulary unzipped) in /tmp/orcd-shared,
@@ -256,6 +265,60 @@ device)
     fi
     exit $rc
     ;;
+pack-bench)
+    shift
+    shared=${ORCD_SHARED:-$here/../shared}
+    build="$here/build-gpu"
+    [ -d "$build" ] || meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
+    ninja -C "$build" tools/orcd-synth
+    p="$here/gpu-pack-bench"
+    rm -rf "$p"
+    mkdir -p "$p/bin" "$p/lib" "$p/shared/models"
+    for nb in "$@"; do
+        name=${nb%%=*} path=${nb#*=}
+        strip -o "$p/bin/orcd-bench-$name" "$path"
+    done
+    cp "$build/tools/orcd-synth" "$p/bin/" && strip "$p/bin/orcd-synth"
+    cudart=$(ldd "$build/tools/orcd-synth" | awk '/libcudart/ {print $3}')
+    [ -n "$cudart" ] && cp -L "$cudart" "$p/lib/"
+    cp "$shared/models/qwen2.5-vocab.gguf" "$p/shared/models/"
+    xz -9 -T2 "$p/shared/models/qwen2.5-vocab.gguf" "$p"/bin/*
+    cp "$here/tools/gpu-run.sh" "$here/tools/ncu-step.py" "$p/"
+    du -sh "$p"
+    ;;
+device-bench)
+    out=${OUT:-/tmp/gpu-out}
+    mkdir -p "$out"
+    unpack
+    export LD_LIBRARY_PATH="$pack/lib:/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}"
+    nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader || true
+    for t in ${GPU_RUN_TYPES:-f16 q8_0 q4_k_m}; do
+        f=/tmp/qwen2.5-0.5b-synth-$t.gguf
+        [ -f "$f" ] || "/tmp/orcd-bin/orcd-synth" --vocab "$ORCD_SHARED/models/qwen2.5-vocab.gguf" --type "$t" -o "$f" \
+            > /dev/null 2>&1
+        r=1
+        while [ $r -le "${GPU_RUN_ROUNDS:-2}" ]; do
+            for b in /tmp/orcd-bin/orcd-bench-*; do
+                name=${b#/tmp/orcd-bin/orcd-bench-}
+                j="$out/ab-$t-$name-$r.json"
+                timeout 120 "$b" "$f" --device cuda --n-prompt 512 --n-gen 128 --runs 3 > "$j" 2>> "$out/bench.log" || true
+                printf "%s %s %s " "$t" "$name" "$r"
+                python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('prefill %.0f decode %.1f' % (d['prefill']['tokens_per_s'], d['decode']['tokens_per_s']))" "$j" 2> /dev/null || echo failed
+            done
+            r=$((r + 1))
+        done
+        if [ "${GPU_RUN_NCU:-0}" = 1 ]; then
+            ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1 || true)
+            for b in /tmp/orcd-bin/orcd-bench-*; do
+                name=${b#/tmp/orcd-bin/orcd-bench-}
+                [ -n "$ncu" ] && timeout 200 "$ncu" --clock-control none --cache-control none \
+                    --metrics gpu__time_duration.sum,dram__bytes_read.sum,smsp__inst_executed.sum --csv --page raw \
+                    "$b" "$f" --device cuda --n-prompt 16 --n-gen 2 --runs 1 > "$out/ncu-$t-$name.csv" 2>> "$out/bench.log" &&
+                    python3 "$pack/ncu-step.py" "$out/ncu-$t-$name.csv" | tee "$out/ncu-$t-$name.txt"
+            done
+        fi
+    done
+    ;;
 stage)
     models=${ORCD_MODELS:-$HOME/.cache/orcd/models}
     src="$models/qwen2.5-coder-0.5b-instruct.q4_k_m.gguf"
@@ -302,7 +365,7 @@ device-real)
     exit $rrc
     ;;
 *)
-    echo "usage: tools/gpu-run.sh pack | device | stage | device-real   (see the comment at the top)" >&2
+    echo "usage: tools/gpu-run.sh pack | device | pack-bench NAME=PATH... | device-bench | stage | device-real   (see the comment at the top)" >&2
     exit 2
     ;;
 esac
