@@ -363,11 +363,13 @@ __device__ __forceinline__ float wk_block_max(float v, float *sh) {
 /* The kernels of steps of few rows are launched with programmatic stream
  * serialization (wk_launch_pdl, ops.cuh): a kernel may start while the one
  * before it runs. Each such kernel calls wk_dep_wait() before it reads
- * anything the kernel before it writes (activations, K/V, metadata) and
- * before any write of its own — what it does before (the GEMMs' L2 prefetch
- * and first weight loads) touches only the weights — and wk_dep_launch() as
- * soon as it starts, so the next kernels are resident and asking for their
- * weights while this one runs. wait returns only when the kernel before has
+ * anything a kernel of the step writes (activations, K/V) and before any
+ * write of its own — what it reads before is constant for the step: weights
+ * (the GEMMs' L2 prefetch and first loads, norm weights, biases, rope rows)
+ * and the step's metadata (copied in before the step's first kernel, which
+ * every later one starts after) — and wk_dep_launch() as soon as it starts,
+ * so the next kernels are resident and asking for their weights while this
+ * one runs. wait returns only when the kernel before has
  * completed and its writes are visible, and every kernel waits, so the order
  * of the chain is that of plain launches whenever launch is called. Both are
  * no-ops for a kernel launched plainly. */

@@ -23,9 +23,9 @@
 #include "core/backend.h"
 
 /* Steps of at most this many rows launch their kernels with programmatic
- * stream serialization (wk_dep_wait, common.cuh): a decode step's ~11
- * kernels a layer overlap their launch and first weight loads with the
- * kernel before. Larger steps launch plainly: there the early blocks only
+ * stream serialization (wk_dep_wait, common.cuh): a decode step's 9
+ * kernels a layer are resident, prefetching their weights into L2, while
+ * the kernels before them run. Larger steps launch plainly: there the early blocks only
  * competed with the tail of the kernel before (H200: -10% at 64 rows for
  * Q8_0 and Q4_K_M, cuda/NOTES.md). Results are the same bits either way. */
 #define WK_PDL_MAX_ROWS 16
