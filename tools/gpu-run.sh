@@ -97,13 +97,13 @@ pack)
         meson setup "$build" "$here" -Dprefer_static=true -Dbuildtype=release -Dgpu_arch=sm_90
     fi
     # (test-real-models stays out: the pack must stay under 62 MB; build it into a pack of its own for device-real)
-    ninja -C "$build" tests/test-cuda tests/test-worker tests/test-batch tests/test-soak tools/orcd-synth \
-        tools/orcd-bench tools/orcd worker/worker-orcd
+    ninja -C "$build" tests/test-cuda tests/test-worker tests/test-batch tests/test-soak tests/test-deq16 \
+        tools/orcd-synth tools/orcd-bench tools/orcd worker/worker-orcd
     rm -rf "$pack"
     mkdir -p "$pack/bin" "$pack/lib" "$pack/shared/models" "$pack/shared/reference/stories260K" \
         "$pack/shared/reference/tiny-qwen2"
-    for b in tests/test-cuda tests/test-worker tests/test-batch tests/test-soak tools/orcd-synth tools/orcd-bench \
-        tools/orcd worker/worker-orcd; do
+    for b in tests/test-cuda tests/test-worker tests/test-batch tests/test-soak tests/test-deq16 tools/orcd-synth \
+        tools/orcd-bench tools/orcd worker/worker-orcd; do
         cp "$build/$b" "$pack/bin/"
         strip "$pack/bin/$(basename "$b")"
     done
@@ -154,6 +154,11 @@ device)
             echo "compute-sanitizer memcheck $case: exit $? ($(grep -c "Invalid\|ERROR SUMMARY: [1-9]" "$out/sanitizer-$case.log") error lines)"
             tail -2 "$out/sanitizer-$case.log"
         done
+    fi
+    # the f16 dequantizer shortcuts against the CPU loader, bit for bit
+    if [ "${GPU_RUN_TESTS:-1}" = 1 ]; then
+        run_check test-deq16 60 "/tmp/orcd-bin/test-deq16"
+        grep "^DEQ16" "$out/test-deq16.log" || true
     fi
     # batch invariance through the batch API (alone == batched == prefix hit,
     # every weight type, phi3 too) and every prompt row against the CPU
