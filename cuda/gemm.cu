@@ -120,7 +120,7 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
     if (p.n_rows <= 8) {
-        if (long_k) return launch<T, 0, 1, 4>(p, segs, n_segs, st);
+        if (long_k) return launch<T, 0, 1, 12>(p, segs, n_segs, st); /* U = 12: one round a warp at K = 4864 (112 blocks: one an SM, registers to spare) */
         if (wide) return launch<T, 0, 2, 2>(p, segs, n_segs, st);
         return launch<T, 0, 1, 2>(p, segs, n_segs, st);
     }
