@@ -39,7 +39,6 @@ template <int HD>
 __global__ void __launch_bounds__(256) flash_kernel(const __grid_constant__ wk_attn_args a, int n_rows, int max_split,
                                                     int hgroups) {
     extern __shared__ __align__(16) unsigned char fa_sm[];
-    wk_dep_enter();
     wk_flash_body<HD>(a, n_rows, max_split, hgroups, blockIdx.x, blockIdx.y, blockIdx.z, fa_sm);
 }
 

@@ -188,9 +188,11 @@ __device__ __forceinline__ void wk_attn_merge_body(const wk_attn_args &a, int ma
 #define FA_KB 64
 #define FA_VT (FA_KB / 2 + 4) /* words per transposed V row (dim), padded */
 
+#define FA_PAGES (WK_ATT_CHUNK / WK_KV_PAGE_TOKENS + 2) /* page ids a split's keys span, at most */
+
 /* shared bytes of the flash body with nw warps */
 __host__ __device__ constexpr size_t wk_flash_smem(int hd, int nw) {
-    return (size_t)(nw * 16 + FA_KB) * (hd + 8) * 2 + (size_t)hd * FA_VT * 4;
+    return (size_t)(nw * 16 + FA_KB) * (hd + 8) * 2 + (size_t)hd * FA_VT * 4 + FA_PAGES * 4;
 }
 
 __device__ __forceinline__ void fa_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -213,7 +215,10 @@ __device__ __forceinline__ bool fa_joins(const wk_attn_args &a, int r) {
 
 /* The flash block (bx: the tile's first row, by: KV head × q-head group,
  * bz: split) by a block of any number of warps >= min(G, 8) (warps past the
- * group only stage); fa_sm: wk_flash_smem(HD, warps) bytes. */
+ * group only stage); fa_sm: wk_flash_smem(HD, warps) bytes. Calls
+ * wk_dep_enter() itself: the rows' positions and the page ids of the split
+ * (the step's metadata) are read before it, so a key block's K/V loads do
+ * not wait for a page-table load first. */
 template <int HD>
 __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows, int max_split, int hgroups, int bx,
                                               int by, int bz, unsigned char *fa_sm) {
@@ -239,6 +244,10 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
     __half *qs = reinterpret_cast<__half *>(fa_sm) + w * 16 * QS;
     __half *ks = reinterpret_cast<__half *>(fa_sm) + nw * 16 * QS;
     uint32_t *vt = reinterpret_cast<uint32_t *>(ks + FA_KB * QS);
+    int *pg = reinterpret_cast<int *>(vt + HD * FA_VT); /* page ids of pages [pg_lo, k_hi / PAGE] */
+    const int pg_lo = k_lo / WK_KV_PAGE_TOKENS;
+    for (int i = threadIdx.x; i <= k_hi / WK_KV_PAGE_TOKENS - pg_lo; i += blockDim.x) pg[i] = pt[pg_lo + i];
+    /* (visible to every thread after the first key block's __syncthreads) */
 
     /* this thread's two rows: g and g + 8 */
     int rp[2], rp0[2];
@@ -247,6 +256,7 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
         rp[i] = ri < n ? a.row_pos[r0 + ri] : -1;
         rp0[i] = a.window > 0 && rp[i] - a.window + 1 > 0 ? rp[i] - a.window + 1 : 0;
     }
+    wk_dep_enter();
     if (active) {
         for (int i = lane; i < 16 * (HD / 2); i += 32) {
             const int ri = i / (HD / 2), d = 2 * (i % (HD / 2));
@@ -272,7 +282,7 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
                 kv[e] = vv[e] = make_uint4(0, 0, 0, 0);
                 if (kp >= p0min && kp <= pmax) {
                     const size_t off =
-                        ((size_t)pt[kp / WK_KV_PAGE_TOKENS] * WK_KV_PAGE_TOKENS + kp % WK_KV_PAGE_TOKENS) * kvd +
+                        ((size_t)pg[kp / WK_KV_PAGE_TOKENS - pg_lo] * WK_KV_PAGE_TOKENS + kp % WK_KV_PAGE_TOKENS) * kvd +
                         kvh * HD + ch * 8;
                     kv[e] = *reinterpret_cast<const uint4 *>(a.kc + off);
                     vv[e] = *reinterpret_cast<const uint4 *>(a.vc + off);
