@@ -60,8 +60,7 @@ __global__ void __launch_bounds__(NORM_THREADS)
 #pragma unroll
     for (int k = 0; k < NORM_REG_ELEMS; k++)
         if (threadIdx.x + k * NORM_THREADS < n) ss = fmaf(xv[k], xv[k], ss);
-    ss = wk_block_sum(ss, sh);
-    const float scale = rsqrtf(ss / (float)n + eps); /* wk_rms_scale's value */
+    const float scale = wk_rms_scale_of(ss, n, eps, sh);
     float *o = y32 + (size_t)blockIdx.x * ldy;
     __half *o16 = y16 ? y16 + (size_t)blockIdx.x * ldy : NULL;
 #pragma unroll

@@ -30,14 +30,20 @@ __device__ __forceinline__ void wk_embed_row(const wk_cu_mat &m, int tok, float 
     }
 }
 
-/* The row's rmsnorm scale 1/sqrt(mean(x²) + eps): thread i of NORM_THREADS
- * sums x[i], x[i+256], ... by fma, then the fixed block tree. Every thread
- * of the (NORM_THREADS-thread) block calls it and gets the result. */
+/* The rmsnorm scale 1/sqrt(mean(x²) + eps) from each thread's sum of
+ * squares ss (thread i of NORM_THREADS: x[i]², x[i+256]², ... by fma, in
+ * that order), folded by the fixed block tree. Every thread of the
+ * (NORM_THREADS-thread) block calls it and gets the result. */
+__device__ __forceinline__ float wk_rms_scale_of(float ss, int n, float eps, float *sh) {
+    ss = wk_block_sum(ss, sh);
+    return rsqrtf(ss / (float)n + eps);
+}
+
+/* The row's rmsnorm scale (wk_rms_scale_of) read from memory. */
 __device__ __forceinline__ float wk_rms_scale(const float *xr, int n, float eps, float *sh) {
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += NORM_THREADS) ss = fmaf(xr[i], xr[i], ss);
-    ss = wk_block_sum(ss, sh);
-    return rsqrtf(ss / (float)n + eps);
+    return wk_rms_scale_of(ss, n, eps, sh);
 }
 
 /* o[i] = x[i] * scale * w[i] for i < n, zeros up to n_out (the k-tile end). */
