@@ -120,7 +120,8 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
     if (p.n_rows <= 8) {
-        if (long_k) return launch<T, 0, 1, 12>(p, segs, n_segs, st); /* U = 12: one round a warp at K = 4864 (112 blocks: one an SM, registers to spare) */
+        /* U = 12: one round of loads a warp at K = 4864 (112 blocks: one an SM) */
+        if (long_k) return launch<T, 0, 1, 12>(p, segs, n_segs, st);
         if (wide) return launch<T, 0, 2, 2>(p, segs, n_segs, st);
         return launch<T, 0, 1, 2>(p, segs, n_segs, st);
     }
@@ -158,6 +159,7 @@ cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, c
     p.n_segs = n_segs, p.x16 = x16, p.lda = lda, p.n_in = segs[0].W.n_in, p.n_rows = n_rows, p.add = add;
     p.pdl = n_rows <= WK_PDL_MAX_ROWS;
     cudaError_t e = cudaErrorInvalidValue;
-    WK_TYPE_SWITCH(type, e = launch_type<T_>(p, segs, n_segs, st));
+    /* (F32 returned above: no tensor-core kernels are instantiated for it) */
+    WK_TYPE_SWITCH(type, if constexpr (T_ != GGML_TYPE_F32) e = launch_type<T_>(p, segs, n_segs, st));
     return e;
 }
