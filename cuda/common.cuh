@@ -220,7 +220,6 @@ __device__ __forceinline__ float wk_deq1(int type, const uint8_t *row, int i) {
     }
 }
 
-/* Runtime switch over the types: F(T) is instantiated for each. */
 // --- f16 chunks without a detour through f32 ---------------------------------------
 
 /* For the types whose element is d * (integer) with |integer| <= 128 (Q8_0,
@@ -289,6 +288,7 @@ __device__ __forceinline__ uint4 wk_deq8_h_q4q5(const uint8_t *row, int c) {
     return u;
 }
 
+/* Runtime switch over the types: the statement is instantiated for each T_. */
 #define WK_TYPE_SWITCH(type, ...)                                                          \
     switch (type) {                                                                        \
     case GGML_TYPE_F32:  { constexpr int T_ = GGML_TYPE_F32;  __VA_ARGS__; } break;        \
@@ -369,13 +369,14 @@ __device__ __forceinline__ float wk_block_max(float v, float *sh) {
  * and the step's metadata (copied in before the step's first kernel, which
  * every later one starts after) — and wk_dep_launch() as soon as it starts,
  * so the next kernels are resident and asking for their weights while this
- * one runs. wait returns only when the kernel before has
- * completed and its writes are visible, and every kernel waits, so the order
- * of the chain is that of plain launches whenever launch is called. Both are
- * no-ops for a kernel launched plainly. */
+ * one runs. wait returns only when the kernel before has completed and its
+ * writes are visible, and every kernel waits, so the order of the chain is
+ * that of plain launches whenever launch is called. Both are no-ops for a
+ * kernel launched plainly. */
 __device__ __forceinline__ void wk_dep_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void wk_dep_launch() { asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); }
-/* The start of a kernel that touches nothing before it waits. */
+/* Let the next kernel launch, then wait for the one before: the start of
+ * every step kernel, after whatever constant data it reads first. */
 __device__ __forceinline__ void wk_dep_enter() {
     wk_dep_launch();
     wk_dep_wait();

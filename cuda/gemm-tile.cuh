@@ -86,7 +86,7 @@ __device__ __forceinline__ void wk_load_a(uint4 (&a)[2], const __half *row, int 
     a[1] = p[4];
 }
 
-/* Word s' of a lane's 16-element fragment pair (the fragment map). */
+/* Word w (0..7) of a lane's 16-element fragment pair (the fragment map). */
 __device__ __forceinline__ uint32_t wk_frag_word(const uint4 (&v)[2], int w) {
     const uint4 &u = v[w >> 2];
     switch (w & 3) {

@@ -187,5 +187,4 @@ cudaError_t wk_cu_greedy_rows(const float *logits, int n_vocab, int n, wk_cu_sam
 cudaError_t wk_cu_sample(wk_cu_sampler *s, const float *logits, const struct wk_sampling *p, int n_hist,
                          uint64_t step, cudaStream_t st);
 
-
 #endif
