@@ -78,6 +78,11 @@ run_check() {
     [ $st -eq 0 ] || rc=$st
 }
 
+# Nsight Compute's command line, or nothing.
+find_ncu() {
+    command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1 || true
+}
+
 unpack() {
     rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
     [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.xz ] && xz -d /tmp/orcd-shared/models/qwen2.5-vocab.gguf.xz
@@ -249,7 +254,7 @@ device)
             done
             if [ "${GPU_RUN_NCU:-0}" = 1 ] && [ "$t" = "${GPU_RUN_NCU_TYPE:-q8_0}" ]; then
                 # per-kernel durations of a few decode steps (no graph, so each kernel shows)
-                ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || true)
+                ncu=$(find_ncu)
                 [ -n "$ncu" ] && WK_CUDA_NOGRAPH=1 timeout 300 "$ncu" --clock-control none \
                     --metrics gpu__time_duration.sum --csv --page raw \
                     "/tmp/orcd-bin/orcd-bench" "$f" --device cuda --n-prompt 16 --n-gen 8 --runs 1 \
@@ -313,7 +318,7 @@ device-bench)
             r=$((r + 1))
         done
         if [ "${GPU_RUN_NCU:-0}" = 1 ]; then
-            ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1 || true)
+            ncu=$(find_ncu)
             for b in /tmp/orcd-bin/orcd-bench-*; do
                 name=${b#/tmp/orcd-bin/orcd-bench-}
                 [ -n "$ncu" ] && timeout 200 "$ncu" --clock-control none --cache-control none \
