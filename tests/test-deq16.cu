@@ -41,28 +41,20 @@ static uint16_t rnd_finite_half(void) {
     return (uint16_t)(s << 15 | e << 10 | m);
 }
 
-struct type_case {
-    int type;
-    const char *name;
-    int block_elems, block_bytes;
-    int n_scales;  /* f16 scale fields (d) */
-    int scale_off; /* their byte offset in the block */
-};
-
+/* One type T: blocks of 32 elements, block_bytes each, the f16 scale d first. */
 template <int T>
-static int check_type(const type_case &tc) {
-    const int n_elems = N_BLOCKS * tc.block_elems, n_chunks = n_elems / 8;
-    const size_t bytes = (size_t)N_BLOCKS * tc.block_bytes;
+static int check_type(const char *name, int block_bytes) {
+    const int n_elems = N_BLOCKS * 32, n_chunks = n_elems / 8;
+    const size_t bytes = (size_t)N_BLOCKS * block_bytes;
     uint8_t *h = (uint8_t *)malloc(bytes);
     float *ref = (float *)malloc((size_t)n_elems * sizeof(float));
     uint4 *got = (uint4 *)malloc((size_t)n_chunks * sizeof(uint4));
     for (size_t i = 0; i < bytes; i++) h[i] = (uint8_t)rnd();
-    for (int b = 0; b < N_BLOCKS; b++)
-        for (int s = 0; s < tc.n_scales; s++) {
-            const uint16_t v = rnd_finite_half();
-            memcpy(h + (size_t)b * tc.block_bytes + tc.scale_off + 2 * s, &v, 2);
-        }
-    wk_dequantize_row((uint32_t)tc.type, h, ref, n_elems);
+    for (int b = 0; b < N_BLOCKS; b++) {
+        const uint16_t d = rnd_finite_half();
+        memcpy(h + (size_t)b * block_bytes, &d, 2);
+    }
+    wk_dequantize_row((uint32_t)T, h, ref, n_elems);
 
     uint8_t *dw = NULL;
     uint4 *dout = NULL;
@@ -83,7 +75,7 @@ static int check_type(const type_case &tc) {
                     /* NaN cannot come from finite scales; compare the bits */
                     if (g[e] != want) {
                         if (bad < 5)
-                            fprintf(stderr, "  %s chunk %d elem %d: got 0x%04x, loader %.9g -> 0x%04x\n", tc.name, c,
+                            fprintf(stderr, "  %s chunk %d elem %d: got 0x%04x, loader %.9g -> 0x%04x\n", name, c,
                                     e, g[e], r, want);
                         bad++;
                     }
@@ -91,8 +83,8 @@ static int check_type(const type_case &tc) {
             }
         }
     }
-    if (bad < 0) fprintf(stderr, "%s: CUDA error %s\n", tc.name, cudaGetErrorString(cudaGetLastError()));
-    else printf("DEQ16 %-5s %d chunks: %d elements differ from the loader's value rounded to f16\n", tc.name, n_chunks, bad);
+    if (bad < 0) fprintf(stderr, "%s: CUDA error %s\n", name, cudaGetErrorString(cudaGetLastError()));
+    else printf("DEQ16 %-5s %d chunks: %d elements differ from the loader's value rounded to f16\n", name, n_chunks, bad);
     cudaFree(dw);
     cudaFree(dout);
     free(h);
@@ -108,9 +100,9 @@ int main(void) {
         return 77;
     }
     int fails = 0;
-    fails += check_type<GGML_TYPE_Q8_0>({GGML_TYPE_Q8_0, "Q8_0", 32, 34, 1, 0});
-    fails += check_type<GGML_TYPE_Q5_0>({GGML_TYPE_Q5_0, "Q5_0", 32, 22, 1, 0});
-    fails += check_type<GGML_TYPE_Q4_0>({GGML_TYPE_Q4_0, "Q4_0", 32, 18, 1, 0});
+    fails += check_type<GGML_TYPE_Q8_0>("Q8_0", 34);
+    fails += check_type<GGML_TYPE_Q5_0>("Q5_0", 22);
+    fails += check_type<GGML_TYPE_Q4_0>("Q4_0", 18);
     printf("test-deq16: %d of 3 types differ\n", fails);
     return fails ? 1 : 0;
 }
