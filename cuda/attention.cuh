@@ -162,16 +162,20 @@ __device__ __forceinline__ void wk_attn_merge_body(const wk_attn_args &a, int ma
  * block of row r decides alone; the other blocks exit. All rows of a tile
  * share the last key block (64 | 1024 and 16 | 64) and the split bounds.
  *
- * Block = (tile, KV head, group of <= 8 of its q heads, split s of 1024 keys);
- * one warp per q head computes a 16-row m16 tile (rows past the tile are
- * zero and masked). Keys go in absolute blocks of 64 (block b = keys
- * [64b, 64b+64)), in increasing b, from the tile's first key to its last in
- * the split; K (and V transposed) of a block are staged in shared memory
- * once for all the block's warps (GQA).
+ * Block = (tile, KV head, group of HB <= 8 of its q heads, split s of 1024
+ * keys). The block's (row, head) pairs — n rows × HB heads, pair p = row
+ * p / HB, head p % HB — fill m16 tiles of 16 pairs, one warp each (a decode
+ * row of a GQA model: all its heads of the KV head in one tile); pairs past
+ * the last are zero and masked. Keys go in absolute blocks of 64 (block b =
+ * keys [64b, 64b+64)), in increasing b, from the tile's first key to its
+ * last in the split; K and V of a block are copied into shared memory
+ * (cp.async, FA_STAGES(hd) blocks in flight) once for all the block's warps,
+ * V read back transposed by ldmatrix.
  *
- * Per row and key block, in this order (identical for a row whatever the
- * other rows are: the mma output element (i, j) depends only on A row i and
- * B column j, the k16 steps run in increasing order into one accumulator):
+ * Per pair and key block, in this order (identical for a pair whatever the
+ * other pairs of its tile are: the mma output element (i, j) depends only on
+ * A row i and B column j, the k16 steps run in increasing order into one
+ * accumulator):
  *   S = Q·Kᵀ (f16 in, f32 acc, dims in k16 steps 0, 1, ...); s = S·scale·log2e;
  *   masked (k < p0 or k > pos) -> -inf; mb = max over the row (fixed quad
  *   tree); m' = max(m, mb); mu = m' == -inf ? 0 : m';
@@ -186,13 +190,17 @@ __device__ __forceinline__ void wk_attn_merge_body(const wk_attn_args &a, int ma
  * flash_merge folds the splits in split order (exp2 domain).
  */
 #define FA_KB 64
-#define FA_VT (FA_KB / 2 + 4) /* words per transposed V row (dim), padded */
 
 #define FA_PAGES (WK_ATT_CHUNK / WK_KV_PAGE_TOKENS + 2) /* page ids a split's keys span, at most */
 
-/* shared bytes of the flash body with nw warps */
+/* key blocks whose K and V are in flight together (shared memory: 2 × 64 × (hd + 8) halfs each) */
+__host__ __device__ constexpr int wk_flash_stages(int hd) { return hd <= 64 ? 4 : hd <= 128 ? 3 : 2; }
+
+/* shared bytes of the flash body with nw warps: q tiles (nw × 16 pairs), the
+ * K and V stages (rows of hd + 8 halfs: 16-byte aligned, conflict-free), the
+ * split's page ids */
 __host__ __device__ constexpr size_t wk_flash_smem(int hd, int nw) {
-    return (size_t)(nw * 16 + FA_KB) * (hd + 8) * 2 + (size_t)hd * FA_VT * 4 + FA_PAGES * 4;
+    return (size_t)(nw * 16 + wk_flash_stages(hd) * 2 * FA_KB) * (hd + 8) * 2 + FA_PAGES * 4;
 }
 
 __device__ __forceinline__ void fa_mma(float c[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
@@ -208,31 +216,50 @@ __device__ __forceinline__ uint32_t fa_pack(float x, float y) {
     return *reinterpret_cast<uint32_t *>(&h);
 }
 
+/* 16 bytes global -> shared, zero-filled when !valid (src then not read) */
+__device__ __forceinline__ void fa_cp16(void *dst, const void *src, bool valid) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void fa_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void fa_cp_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+
+/* B fragments of P·V for n8 tiles j and j + 1 (dims 8j..8j+15) and keys
+ * 16kk..16kk+15 from V stored [key][dim]: b[0], b[1] tile j; b[2], b[3] tile j+1 */
+__device__ __forceinline__ void fa_ldv(uint32_t b[4], const __half *vs, int QS, int kk, int j, int lane) {
+    const __half *p = vs + (16 * kk + (lane & 15)) * QS + 8 * j + 8 * (lane >> 4);
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
+                 : "r"(a));
+}
+
 __device__ __forceinline__ bool fa_joins(const wk_attn_args &a, int r) {
     const int p = a.row_pos[r];
     return a.row_pt[r] == a.row_pt[r - 1] && p == a.row_pos[r - 1] + 1 && (p & 15) != 0;
 }
 
 /* The flash block (bx: the tile's first row, by: KV head × q-head group,
- * bz: split) by a block of any number of warps >= min(G, 8) (warps past the
- * group only stage); fa_sm: wk_flash_smem(HD, warps) bytes. Calls
- * wk_dep_enter() itself: the rows' positions and the page ids of the split
- * (the step's metadata) are read before it, so a key block's K/V loads do
- * not wait for a page-table load first. */
+ * bz: split) by a block of nw >= min(G, 8) warps (warps past the pairs only
+ * copy); fa_sm: wk_flash_smem(HD, nw) bytes. Calls wk_dep_enter() itself:
+ * the rows' positions and the page ids of the split (the step's metadata)
+ * are read before it, so a key block's K/V copies do not wait for a
+ * page-table load first. */
 template <int HD>
 __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows, int max_split, int hgroups, int bx,
                                               int by, int bz, unsigned char *fa_sm) {
-    constexpr int QS = HD + 8;  /* halfs per staged q / k row */
+    constexpr int QS = HD + 8;  /* halfs per staged q / k / v row */
     constexpr int NKS = HD / 16; /* k16 steps of S */
     constexpr int NDT = HD / 8;  /* n8 tiles of O */
+    constexpr int ST = wk_flash_stages(HD);
     const int r0 = bx;
     if (r0 > 0 && fa_joins(a, r0)) return;
     int n = 1;
     while (n < 16 && r0 + n < n_rows && fa_joins(a, r0 + n)) n++;
-    const int G = a.n_head / a.n_head_kv, kvh = by / hgroups, hg = by % hgroups;
+    const int G = a.n_head / a.n_head_kv, kvh = by / hgroups, hg = by % hgroups, HB = min(G - hg * 8, 8);
     const int nw = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int hi = hg * 8 + w, h = kvh * G + hi;
-    const bool active = hi < G;
+    const int n_pairs = n * HB;
+    const bool active = 16 * w < n_pairs;
     const int pmax = a.row_pos[r0 + n - 1], pfirst = a.row_pos[r0];
     const int p0min = a.window > 0 && pfirst - a.window + 1 > 0 ? pfirst - a.window + 1 : 0;
     const int s = p0min / WK_ATT_CHUNK + bz, s_last = pmax / WK_ATT_CHUNK;
@@ -242,27 +269,51 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
     const int32_t *pt = a.pt + a.row_pt[r0];
 
     __half *qs = reinterpret_cast<__half *>(fa_sm) + w * 16 * QS;
-    __half *ks = reinterpret_cast<__half *>(fa_sm) + nw * 16 * QS;
-    uint32_t *vt = reinterpret_cast<uint32_t *>(ks + FA_KB * QS);
-    int *pg = reinterpret_cast<int *>(vt + HD * FA_VT); /* page ids of pages [pg_lo, k_hi / PAGE] */
+    __half *kvs = reinterpret_cast<__half *>(fa_sm) + nw * 16 * QS; /* stage i: K at 2i, V at 2i + 1 (FA_KB rows each) */
+    int *pg = reinterpret_cast<int *>(kvs + ST * 2 * FA_KB * QS); /* page ids of pages [pg_lo, k_hi / PAGE] */
     const int pg_lo = k_lo / WK_KV_PAGE_TOKENS;
     for (int i = threadIdx.x; i <= k_hi / WK_KV_PAGE_TOKENS - pg_lo; i += blockDim.x) pg[i] = pt[pg_lo + i];
-    /* (visible to every thread after the first key block's __syncthreads) */
 
-    /* this thread's two rows: g and g + 8 */
-    int rp[2], rp0[2];
+    /* this thread's two pairs: tile rows g and g + 8 -> (step row, q head) */
+    int rp[2], rp0[2], rr[2], rh[2];
     for (int i = 0; i < 2; i++) {
-        const int ri = g + 8 * i;
-        rp[i] = ri < n ? a.row_pos[r0 + ri] : -1;
+        const int pr = 16 * w + g + 8 * i;
+        const bool ok = pr < n_pairs;
+        rr[i] = r0 + (ok ? pr / HB : 0);
+        rh[i] = kvh * G + hg * 8 + (ok ? pr % HB : 0);
+        rp[i] = ok ? a.row_pos[rr[i]] : -1;
         rp0[i] = a.window > 0 && rp[i] - a.window + 1 > 0 ? rp[i] - a.window + 1 : 0;
     }
+    __syncthreads(); /* pg */
     wk_dep_enter();
+
+    /* K and V of key block kb into stage st: FA_KB keys × HD/8 chunks each */
+    auto copy_block = [&](int kb, int st) {
+        __half *ks = kvs + (size_t)(2 * st) * FA_KB * QS, *vs = ks + FA_KB * QS;
+        for (int c = threadIdx.x; c < FA_KB * (HD / 8); c += blockDim.x) {
+            const int j = c / (HD / 8), ch = c % (HD / 8), kp = kb * FA_KB + j;
+            const bool ok = kp >= p0min && kp <= pmax;
+            const size_t off = ok ? ((size_t)pg[kp / WK_KV_PAGE_TOKENS - pg_lo] * WK_KV_PAGE_TOKENS +
+                                     kp % WK_KV_PAGE_TOKENS) * kvd + kvh * HD + ch * 8
+                                  : 0;
+            fa_cp16(ks + j * QS + ch * 8, a.kc + off, ok);
+            fa_cp16(vs + j * QS + ch * 8, a.vc + off, ok);
+        }
+    };
+    const int kb0 = k_lo / FA_KB, nkb = k_hi / FA_KB - kb0 + 1;
+#pragma unroll
+    for (int i = 0; i < ST - 1; i++) {
+        if (i < nkb) copy_block(kb0 + i, i);
+        fa_cp_commit();
+    }
     if (active) {
         for (int i = lane; i < 16 * (HD / 2); i += 32) {
-            const int ri = i / (HD / 2), d = 2 * (i % (HD / 2));
+            const int pr = i / (HD / 2), d = 2 * (i % (HD / 2)), pp = 16 * w + pr;
             float2 v = make_float2(0.0f, 0.0f);
-            if (ri < n) v = *reinterpret_cast<const float2 *>(a.q + (size_t)(r0 + ri) * a.n_head * HD + h * HD + d);
-            *reinterpret_cast<__half2 *>(qs + ri * QS + d) = __floats2half2_rn(v.x, v.y);
+            if (pp < n_pairs)
+                v = *reinterpret_cast<const float2 *>(a.q + (size_t)(r0 + pp / HB) * a.n_head * HD +
+                                                      (kvh * G + hg * 8 + pp % HB) * HD + d);
+            *reinterpret_cast<__half2 *>(qs + pr * QS + d) = __floats2half2_rn(v.x, v.y);
         }
     }
     const float sl = a.scale * 1.4426950408889634f;
@@ -271,33 +322,14 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
 #pragma unroll
     for (int j = 0; j < NDT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
 
-    for (int kb = k_lo / FA_KB; kb <= k_hi / FA_KB; kb++) {
-        __syncthreads(); /* previous block's K/V consumed */
-        for (int c = threadIdx.x; c < (FA_KB / 2) * (HD / 8); c += blockDim.x) {
-            const int jp = c / (HD / 8), ch = c % (HD / 8);
-            uint4 kv[2], vv[2];
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int kp = kb * FA_KB + 2 * jp + e;
-                kv[e] = vv[e] = make_uint4(0, 0, 0, 0);
-                if (kp >= p0min && kp <= pmax) {
-                    const size_t off =
-                        ((size_t)pg[kp / WK_KV_PAGE_TOKENS - pg_lo] * WK_KV_PAGE_TOKENS + kp % WK_KV_PAGE_TOKENS) * kvd +
-                        kvh * HD + ch * 8;
-                    kv[e] = *reinterpret_cast<const uint4 *>(a.kc + off);
-                    vv[e] = *reinterpret_cast<const uint4 *>(a.vc + off);
-                }
-                *reinterpret_cast<uint4 *>(ks + (2 * jp + e) * QS + ch * 8) = kv[e];
-            }
-            const __half *v0 = reinterpret_cast<const __half *>(&vv[0]), *v1 = reinterpret_cast<const __half *>(&vv[1]);
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                __half2 hh = __halves2half2(v0[i], v1[i]);
-                vt[(ch * 8 + i) * FA_VT + jp] = *reinterpret_cast<uint32_t *>(&hh);
-            }
-        }
-        __syncthreads();
+    for (int it = 0; it < nkb; it++) {
+        fa_cp_wait<ST - 2>(); /* this thread's copies of block it have landed */
+        __syncthreads();      /* everyone's have; block it - 1 consumed (its stage is refilled next) */
+        if (it + ST - 1 < nkb) copy_block(kb0 + it + ST - 1, (it + ST - 1) % ST);
+        fa_cp_commit();
         if (!active) continue;
+        const int kb = kb0 + it;
+        const __half *ks = kvs + (size_t)(2 * (it % ST)) * FA_KB * QS, *vs = ks + FA_KB * QS;
 
         float sc[FA_KB / 8][4];
 #pragma unroll
@@ -315,7 +347,7 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
                        *reinterpret_cast<const uint32_t *>(kr + 8));
             }
         }
-        /* online softmax, per row (i = 0: row g, elements 0,1; i = 1: row g+8, elements 2,3) */
+        /* online softmax, per pair (i = 0: tile row g, elements 0,1; i = 1: row g+8, elements 2,3) */
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             float mb = -INFINITY;
@@ -361,18 +393,20 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
             const uint32_t a2 = fa_pack(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
                            a3 = fa_pack(sc[2 * kk + 1][2], sc[2 * kk + 1][3]);
 #pragma unroll
-            for (int j = 0; j < NDT; j++) {
-                const uint32_t *vr = vt + (j * 8 + g) * FA_VT + 8 * kk + t;
-                fa_mma(acc[j], a0, a1, a2, a3, vr[0], vr[4]);
+            for (int j = 0; j < NDT; j += 2) {
+                uint32_t b[4];
+                fa_ldv(b, vs, QS, kk, j, lane);
+                fa_mma(acc[j], a0, a1, a2, a3, b[0], b[1]);
+                fa_mma(acc[j + 1], a0, a1, a2, a3, b[2], b[3]);
             }
         }
     }
+    fa_cp_wait<0>(); /* (only empty groups can be left) */
     if (!active) return;
 #pragma unroll
     for (int i = 0; i < 2; i++) {
-        const int ri = g + 8 * i;
-        if (ri >= n) continue;
-        const int r = r0 + ri, sf = rp0[i] / WK_ATT_CHUNK, sidx = s - sf, n_split = s_last - sf + 1;
+        if (rp[i] < 0) continue; /* a pair past the last */
+        const int r = rr[i], h = rh[i], sf = rp0[i] / WK_ATT_CHUNK, sidx = s - sf, n_split = s_last - sf + 1;
         if (sidx < 0) continue;
         if (n_split == 1) {
             const float inv = 1.0f / l[i];
