@@ -307,13 +307,26 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
         fa_cp_commit();
     }
     if (active) {
-        for (int i = lane; i < 16 * (HD / 2); i += 32) {
-            const int pr = i / (HD / 2), d = 2 * (i % (HD / 2)), pp = 16 * w + pr;
-            float2 v = make_float2(0.0f, 0.0f);
-            if (pp < n_pairs)
-                v = *reinterpret_cast<const float2 *>(a.q + (size_t)(r0 + pp / HB) * a.n_head * HD +
-                                                      (kvh * G + hg * 8 + pp % HB) * HD + d);
-            *reinterpret_cast<__half2 *>(qs + pr * QS + d) = __floats2half2_rn(v.x, v.y);
+        /* the warp's 16 q rows, 16 float2 a lane at a time: all loads before the first
+         * store (a load after a store to shared memory through these pointers is not
+         * hoisted over it: one round trip per element otherwise) */
+        constexpr int QB = 16, NQ = 16 * (HD / 2) / 32; /* float2 a lane in all (HD / 4) */
+#pragma unroll
+        for (int k0 = 0; k0 < NQ; k0 += QB) {
+            float2 v[QB];
+#pragma unroll
+            for (int k = 0; k < QB; k++) {
+                const int i = lane + 32 * (k0 + k), pr = i / (HD / 2), d = 2 * (i % (HD / 2)), pp = 16 * w + pr;
+                v[k] = make_float2(0.0f, 0.0f);
+                if (k0 + k < NQ && pp < n_pairs)
+                    v[k] = *reinterpret_cast<const float2 *>(a.q + (size_t)(r0 + pp / HB) * a.n_head * HD +
+                                                             (kvh * G + hg * 8 + pp % HB) * HD + d);
+            }
+#pragma unroll
+            for (int k = 0; k < QB; k++) {
+                const int i = lane + 32 * (k0 + k), pr = i / (HD / 2), d = 2 * (i % (HD / 2));
+                if (k0 + k < NQ) *reinterpret_cast<__half2 *>(qs + pr * QS + d) = __floats2half2_rn(v[k].x, v[k].y);
+            }
         }
     }
     const float sl = a.scale * 1.4426950408889634f;
