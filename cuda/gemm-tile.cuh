@@ -45,10 +45,22 @@ __device__ __forceinline__ void wk_mma16816(float c[4], const uint32_t a[4], con
 }
 
 /* Elements 8c..8c+7 of a weight row as f16 (the backend guarantees 16-byte
- * aligned F16/BF16 rows; see upload in backend-cuda.cu). */
-template <int T>
+ * aligned F16/BF16 rows; see upload in backend-cuda.cu). SM: the row is in
+ * shared memory (staged), so no read-only global loads. */
+template <int T, bool SM = false>
 __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
-    if (T == GGML_TYPE_F16) return __ldg(reinterpret_cast<const uint4 *>(row) + c);
+    if (T == GGML_TYPE_F16)
+        return SM ? reinterpret_cast<const uint4 *>(row)[c] : __ldg(reinterpret_cast<const uint4 *>(row) + c);
+    if (SM && T == GGML_TYPE_BF16) { /* wk_deq8<BF16>'s conversion, then to f16 */
+        const uint4 u = reinterpret_cast<const uint4 *>(row)[c];
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+        uint4 r;
+        __half2 *h = reinterpret_cast<__half2 *>(&r);
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            h[e] = __floats2half2_rn(__uint_as_float(w[e] << 16), __uint_as_float(w[e] & 0xFFFF0000u));
+        return r;
+    }
     if (T == GGML_TYPE_Q8_0) return wk_deq8_h_q8_0(row, c);
     if (T == GGML_TYPE_Q5_0) return wk_deq8_h_q4q5<true>(row, c);
     if (T == GGML_TYPE_Q4_0) return wk_deq8_h_q4q5<false>(row, c);
@@ -64,15 +76,15 @@ __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
 /* A lane's B fragments of k-tile kt of one weight row: chunks kt*8 + t and
  * kt*8 + t + 4 (the fragment map). EDGE: the row's last, partial k-tile —
  * chunks past the row (n_ch chunks) read a clamped address and are zeroed. */
-template <int T, bool EDGE>
+template <int T, bool EDGE, bool SM>
 __device__ __forceinline__ void wk_load_b(uint4 (&b)[2], const uint8_t *row, int kt, int t, int n_ch) {
 #pragma unroll
     for (int h = 0; h < 2; h++) {
         const int c = kt * 8 + t + 4 * h;
         if (!EDGE) {
-            b[h] = wk_load_w8<T>(row, c);
+            b[h] = wk_load_w8<T, SM>(row, c);
         } else {
-            b[h] = wk_load_w8<T>(row, min(c, n_ch - 1));
+            b[h] = wk_load_w8<T, SM>(row, min(c, n_ch - 1));
             if (c >= n_ch) b[h] = make_uint4(0, 0, 0, 0);
         }
     }
@@ -108,31 +120,93 @@ __device__ __forceinline__ void wk_prefetch_rows_l2(const wk_cu_mat &W, int n0, 
     }
 }
 
+/* ---- weights staged in shared memory (decode tiles, WS) ----------------------
+ * A block copies its NT*8 weight rows into shared memory with the TMA
+ * (cp.async.bulk, one copy a row, completion counted in bytes on an
+ * mbarrier) as soon as it starts — before it waits for the kernel before it,
+ * whose run the copy overlaps — and reads its fragments from there. Only
+ * F16/BF16 rows are staged (whole 16-byte chunks, 16-byte aligned: what a
+ * bulk copy needs; gemm.cu says why not the quantized types). A staged row
+ * is 16 bytes longer than the matrix's: a stride that is a multiple of 128
+ * bytes would put the 8 rows of a fragment load on the same banks. Shared
+ * layout: mbarrier (16 bytes) | warp partials | rows. */
+__host__ __device__ constexpr size_t wk_gemm_staged_smem(int NT, int row_bytes) {
+    return 16 + wk_gemm_tile_smem(0, NT) + (size_t)NT * 8 * (row_bytes + 16);
+}
+
+__device__ __forceinline__ uint32_t wk_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void wk_mbar_init(uint64_t *bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(wk_smem_addr(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+/* the one arrival, and the bytes the copies will complete (in any order with them) */
+__device__ __forceinline__ void wk_mbar_expect(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(wk_smem_addr(bar)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void wk_bulk_copy(void *dst, const void *src, uint32_t bytes, uint64_t *bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     wk_smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(wk_smem_addr(bar))
+                 : "memory");
+}
+/* until the barrier's first phase completes (every byte landed) */
+__device__ __forceinline__ void wk_mbar_wait(uint64_t *bar) {
+    uint32_t done = 0;
+    while (!done)
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0;\n selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(wk_smem_addr(bar))
+                     : "memory");
+}
+
+/* Weight rows [n0, n0 + rows) of W (row_bytes % 16 == 0) to dst at a stride of row_bytes + 16. */
+__device__ __forceinline__ void wk_stage_rows(const wk_cu_mat &W, int n0, int rows, uint8_t *dst, uint64_t *bar) {
+    const int rb = W.row_bytes;
+    if (threadIdx.x == 0) wk_mbar_expect(bar, (uint32_t)(rows * rb));
+    for (int r = threadIdx.x; r < rows; r += blockDim.x)
+        wk_bulk_copy(dst + (size_t)r * (rb + 16), W.w + (size_t)(n0 + r) * rb, (uint32_t)rb, bar);
+}
+
 /* The block's tile: rows [m0, m0 + MT*16) of x16 (ld lda, n_rows valid)
  * times weight rows [n0, n0 + NT*8) of W (n_in = K); MT == 0: the tile of a
  * step of at most 8 rows (m0 = 0; the m16 tile's rows 8..15 are known zeros,
  * never loaded). Calls epi(m, n, v) once for every valid (row m, weight row
  * n) with the finished dot product. Every thread of the block (GEMM_WARPS
- * warps) calls it; smem: wk_gemm_tile_smem(MT, NT) bytes, free again on
- * return. pdl: launched as a programmatic dependent (see wk_dep_wait): the
- * block asks L2 for its weights, lets the next kernel launch, and issues its
- * first weight loads before it waits for the kernel before. */
-template <int T, int MT, int NT, int U, class Epi>
+ * warps) calls it; smem: wk_gemm_tile_smem(MT, NT) bytes (WS:
+ * wk_gemm_staged_smem(NT, W.row_bytes)), free again on return. pdl: launched
+ * as a programmatic dependent (see wk_dep_wait): the block asks L2 for its
+ * weights, lets the next kernel launch, and issues its first weight loads
+ * before it waits for the kernel before. WS: the block's weight rows staged
+ * in shared memory (above) — copied before the wait, all of them. */
+template <int T, int MT, int NT, int U, bool WS = false, class Epi>
 __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __half *x16, int lda, int n_rows, int m0,
                                           int K, uint8_t *smem, Epi epi, bool pdl) {
+    static_assert(!WS || (MT == 0 && (T == GGML_TYPE_F16 || T == GGML_TYPE_BF16)), "staged: f16/bf16 decode tiles");
     constexpr int MI = MT ? MT : 1, RH = MT ? 2 : 1; /* m16 tiles; loaded rows of each: g (and g + 8) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
     const int N = W.n_rows, n_ch = K / 8;
     const int n_kt = (K + WK_GEMM_BK - 1) / WK_GEMM_BK, n_full = K / WK_GEMM_BK;
-    if (pdl) {
+    uint64_t *bar = reinterpret_cast<uint64_t *>(smem);
+    float *part = reinterpret_cast<float *>(smem + (WS ? 16 : 0)); /* (GEMM_WARPS, TM, TW) */
+    uint8_t *wsm = smem + 16 + wk_gemm_tile_smem(0, NT);
+    if constexpr (WS) {
+        if (threadIdx.x == 0) wk_mbar_init(bar);
+        __syncthreads();
+        wk_stage_rows(W, n0, min(NT * 8, N - n0), wsm, bar);
+        wk_dep_launch();
+    } else if (pdl) {
         if (threadIdx.x == 0 && blockIdx.y == 0) wk_prefetch_rows_l2(W, n0, min(NT * 8, N - n0));
         wk_dep_launch();
     }
     /* rows past N or n_rows read a clamped row: their outputs are never stored */
     const uint8_t *wrow[NT];
 #pragma unroll
-    for (int j = 0; j < NT; j++) wrow[j] = W.w + (size_t)min(n0 + j * 8 + g, N - 1) * W.row_bytes;
+    for (int j = 0; j < NT; j++)
+        wrow[j] = WS ? wsm + (size_t)(min(n0 + j * 8 + g, N - 1) - n0) * (W.row_bytes + 16)
+                     : W.w + (size_t)min(n0 + j * 8 + g, N - 1) * W.row_bytes;
     const __half *arow[MI][RH];
 #pragma unroll
     for (int i = 0; i < MI; i++)
@@ -145,6 +219,10 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
 #pragma unroll
         for (int j = 0; j < NT; j++) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.0f;
 
+    if constexpr (WS) {
+        wk_dep_wait(); /* the previous kernel's output (the activations) */
+        wk_mbar_wait(bar);
+    }
     for (int kt0 = warp; kt0 < n_kt; kt0 += GEMM_WARPS * U) {
         uint4 rb[U][NT][2], ra[U][MI][RH][2];
         auto load_a = [&]() {
@@ -160,18 +238,18 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
         };
         /* plain launch: the activations first, so their loads are in flight while the
          * weights dequantize; dependent launch: the first weights before waiting */
-        if (!pdl) load_a();
+        if (!pdl || WS) load_a();
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int kt = kt0 + u * GEMM_WARPS;
             if (kt >= n_kt) break;
 #pragma unroll
             for (int j = 0; j < NT; j++) {
-                if (kt < n_full) wk_load_b<T, false>(rb[u][j], wrow[j], kt, t, n_ch);
-                else wk_load_b<T, true>(rb[u][j], wrow[j], kt, t, n_ch);
+                if (kt < n_full) wk_load_b<T, false, WS>(rb[u][j], wrow[j], kt, t, n_ch);
+                else wk_load_b<T, true, WS>(rb[u][j], wrow[j], kt, t, n_ch);
             }
         }
-        if (pdl) {
+        if (pdl && !WS) {
             if (kt0 == warp) wk_dep_wait(); /* the first weights are in flight; now the previous kernel's output */
             load_a();
         }
@@ -201,7 +279,6 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
     /* the warp partials, added in warp order */
     wk_dep_wait(); /* warps without a k-tile have not waited yet (a no-op for a plain launch) */
     constexpr int TM = MT ? MT * 16 : 8, TW = NT * 8;
-    float *part = reinterpret_cast<float *>(smem); /* (GEMM_WARPS, TM, TW) */
     float *pp = part + (size_t)warp * TM * TW;
 #pragma unroll
     for (int i = 0; i < MI; i++)

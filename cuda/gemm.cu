@@ -16,6 +16,10 @@
  *
  * Weights stay in their GGUF type: each lane dequantizes its own fragment
  * chunks (wk_deq8) to f16 in registers; the activations are already f16.
+ * A decode step (<= 8 rows) of an F16/BF16 matrix small enough for one wave
+ * stages each block's weight rows in shared memory first (gemm_staged_kernel,
+ * gemm-tile.cuh): the copy starts before the block waits for the kernel
+ * before it; the fragments and their order are the same.
  *
  * Rows are 16-byte aligned whole chunks (n_in % 8 == 0); the backend uploads
  * an F16/BF16 matrix whose rows are not as F32. F32 weights (the small test
@@ -65,6 +69,18 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_kernel(const __grid_cons
                             seg_out{S.y, S.ldy, p.add}, p.pdl != 0);
 }
 
+/* At most 8 rows, the block's weight rows staged in shared memory
+ * (gemm-tile.cuh): 3 blocks an SM (<= 80 registers), so that a matrix fits
+ * one wave. */
+template <int T, int NT>
+__global__ void __launch_bounds__(GEMM_WARPS * 32, 3) gemm_staged_kernel(const __grid_constant__ gemm_params p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    int n0;
+    const wk_gemm_seg &S = block_seg(p, NT, &n0);
+    gemm_tile<T, 0, NT, 1, true>(S.W, n0, p.x16, p.lda, p.n_rows, 0, p.n_in, smem, seg_out{S.y, S.ldy, p.add},
+                                 p.pdl != 0);
+}
+
 /* F32 weights: warp per (output column, 8-row group), fp32 throughout. */
 struct gemm32_params {
     wk_gemm_seg seg[3];
@@ -95,6 +111,20 @@ static int set_blk_end(gemm_params *p, const wk_gemm_seg *segs, int n_segs, int 
     return blocks;
 }
 
+/* The staged kernel's dynamic shared memory limit raised, once, to what a block may have. */
+template <int T, int NT>
+static cudaError_t allow_staged_smem() {
+    static bool set = false; /* per instantiation */
+    if (set) return cudaSuccess;
+    int dev = 0, max_smem = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(gemm_staged_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
+    set = e == cudaSuccess;
+    return e;
+}
+
 template <int T, int MT, int NT, int U>
 static cudaError_t launch(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     gemm_params p = p0;
@@ -111,15 +141,41 @@ static cudaError_t launch(const gemm_params &p0, const wk_gemm_seg *segs, int n_
     return wk_launch_pdl(gemm_kernel<T, MT, NT, U>, p.n_rows, grid, GEMM_WARPS * 32, smem, st, p);
 }
 
-/* Tile shape by the number of rows and the matrix's width (results do not
- * depend on it, see the top): few rows take narrow tiles, so a narrow matrix
- * still spreads over the SMs, and more k-tiles in flight when rows are long. */
+/* The staged decode kernel when every block of it is resident at once (one
+ * wave: only then is every block's copy under way before the kernel before
+ * it ends); false when it is not (nothing launched). */
+template <int T, int NT>
+static bool launch_staged(const gemm_params &p0, const wk_gemm_seg *segs, int n_segs, cudaStream_t st,
+                          cudaError_t *err) {
+    gemm_params p = p0;
+    const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
+    const size_t smem = wk_gemm_staged_smem(NT, segs[0].W.row_bytes); /* one type and n_in: one row length */
+    int dev = 0, n_sm = 0, per_sm = 0;
+    if (allow_staged_smem<T, NT>() != cudaSuccess || cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemm_staged_kernel<T, NT>, GEMM_WARPS * 32, smem) !=
+            cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+    }
+    if (blocks > per_sm * n_sm) return false;
+    *err = wk_launch_pdl(gemm_staged_kernel<T, NT>, p.n_rows, dim3(blocks), GEMM_WARPS * 32, smem, st, p);
+    return true;
+}
+
 template <int T>
 static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     int N = 0;
     for (int i = 0; i < n_segs; i++) N += segs[i].W.n_rows;
     const bool wide = N > 2048, long_k = p.n_in >= 32 * WK_GEMM_BK;
     if (p.n_rows <= 8) {
+        /* f16 weights staged in shared memory when the matrix fits one wave, in the
+         * narrowest tiles that do (the quantized types measured slower staged: their
+         * dequantization then waits on shared-memory loads; cuda/NOTES.md) */
+        if constexpr (T == GGML_TYPE_F16 || T == GGML_TYPE_BF16) {
+            cudaError_t e = cudaSuccess;
+            if (launch_staged<T, 1>(p, segs, n_segs, st, &e) || launch_staged<T, 4>(p, segs, n_segs, st, &e)) return e;
+        }
         /* U = 12: one round of loads a warp at K = 4864 (112 blocks: one an SM) */
         if (long_k) return launch<T, 0, 1, 12>(p, segs, n_segs, st);
         if (wide) return launch<T, 0, 2, 2>(p, segs, n_segs, st);
