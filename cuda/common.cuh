@@ -15,6 +15,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cuda/check.h"
 #include "loader/quants.h"
@@ -22,6 +23,38 @@
 
 static inline int wk_cdiv(int a, int b) { return (a + b - 1) / b; }
 static inline size_t wk_al256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+// --- Q8_0 on the device -------------------------------------------------------
+
+/* A GGUF Q8_0 row is blocks of (f16 d, 32 int8 q): 34 bytes, so a block's
+ * quants sit at 2-byte alignment and a chunk of 8 took five 2-byte loads. On
+ * the device every run of four blocks is stored as their four scales (8
+ * bytes) then their 128 quants: 136 bytes, as in the file, the last run of a
+ * row padded with zero blocks. A chunk is then one 8-byte load of quants and
+ * one 2-byte load of its scale. The values are the file's, untouched. */
+#define WK_Q8_GROUP 136
+
+static inline size_t wk_q8_0_dev_row_bytes(int64_t n) { return (size_t)WK_Q8_GROUP * (size_t)((n / 32 + 3) / 4); }
+
+/* One row of n elements from the file's layout (src) to the device's (dst,
+ * wk_q8_0_dev_row_bytes(n) bytes). */
+static inline void wk_q8_0_to_dev(const uint8_t *src, uint8_t *dst, int64_t n) {
+    const int64_t nb = n / 32;
+    memset(dst, 0, wk_q8_0_dev_row_bytes(n));
+    for (int64_t b = 0; b < nb; b++) {
+        uint8_t *g = dst + WK_Q8_GROUP * (b / 4);
+        memcpy(g + 2 * (b % 4), src + 34 * b, 2);
+        memcpy(g + 8 + 32 * (b % 4), src + 34 * b + 2, 32);
+    }
+}
+
+/* Chunk c (elements 8c..8c+7) of a device Q8_0 row: its scale and its 8 quants. */
+__device__ __forceinline__ const uint8_t *wk_q8_0_scale(const uint8_t *row, int c) {
+    return row + WK_Q8_GROUP * (c >> 4) + 2 * ((c >> 2) & 3);
+}
+__device__ __forceinline__ uint2 wk_q8_0_quants(const uint8_t *row, int c) {
+    return *reinterpret_cast<const uint2 *>(row + WK_Q8_GROUP * (c >> 4) + 8 + 8 * (c & 15));
+}
 
 // --- dequantization -----------------------------------------------------------
 
@@ -85,15 +118,14 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_BF16>(const uint8_
     }
 }
 
+/* (the device layout of Q8_0 rows: wk_q8_0_to_dev above) */
 template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q8_0>(const uint8_t *row, int c, float v[8]) {
-    const uint8_t *b = row + 34 * (c >> 2);
-    const float d = wk_h2f(b);
-    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 2 + 8 * (c & 3));
+    const float d = wk_h2f(wk_q8_0_scale(row, c));
+    const uint2 q = wk_q8_0_quants(row, c);
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        uint16_t q = qs[i];
-        v[2 * i] = d * (float)(int8_t)(q & 0xFF);
-        v[2 * i + 1] = d * (float)(int8_t)(q >> 8);
+        v[i] = d * (float)(int8_t)(q.x >> (8 * i));
+        v[4 + i] = d * (float)(int8_t)(q.y >> (8 * i));
     }
 }
 
@@ -246,14 +278,12 @@ __device__ __forceinline__ uint32_t wk_h2_scaled(uint32_t v, __half2 off, __half
     return wk_h2_bits(__hmul2(__hsub2(wk_bits_h2(v), off), d));
 }
 
-/* Q8_0 chunk c as f16: int8 q biased to 0..255 (xor 0x80), offset 1024 + 128. */
+/* Q8_0 chunk c (device layout) as f16: int8 q biased to 0..255 (xor 0x80), offset 1024 + 128. */
 __device__ __forceinline__ uint4 wk_deq8_h_q8_0(const uint8_t *row, int c) {
-    const uint8_t *b = row + 34 * (c >> 2);
-    const __half2 d = __half2half2(*reinterpret_cast<const __half *>(b));
+    const __half2 d = __half2half2(*reinterpret_cast<const __half *>(wk_q8_0_scale(row, c)));
     const __half2 off = __float2half2_rn(1152.0f);
-    uint32_t w0, w1;
-    wk_ld_8bytes_a2(b + 2 + 8 * (c & 3), w0, w1);
-    w0 ^= 0x80808080u, w1 ^= 0x80808080u;
+    const uint2 q = wk_q8_0_quants(row, c);
+    const uint32_t w0 = q.x ^ 0x80808080u, w1 = q.y ^ 0x80808080u;
     uint4 u;
     u.x = wk_h2_scaled(__byte_perm(w0, 0x64646464u, 0x4140), off, d);
     u.y = wk_h2_scaled(__byte_perm(w0, 0x64646464u, 0x4342), off, d);

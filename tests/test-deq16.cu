@@ -8,7 +8,8 @@
  * This checks it on random blocks — every quant byte random, scales drawn
  * from all finite f16 values (subnormals, zeros of both signs and the
  * largest included) — against the CPU loader's wk_dequantize_row rounded to
- * f16 on the host, element by element, bit for bit. (The other types keep
+ * f16 on the host, element by element, bit for bit (Q8_0 uploaded in the
+ * device's row layout, wk_q8_0_to_dev, as the backend does). (The other types keep
  * the f32 formula on the GPU, where fused multiply-adds may round
  * differently from the CPU's; test-cuda bounds those.) No device: exit 77. */
 #include <stdio.h>
@@ -55,6 +56,12 @@ static int check_type(const char *name, int block_bytes) {
         memcpy(h + (size_t)b * block_bytes, &d, 2);
     }
     wk_dequantize_row((uint32_t)T, h, ref, n_elems);
+    if (T == GGML_TYPE_Q8_0) { /* the GPU reads Q8_0 in its device layout (N_BLOCKS % 4 == 0: the same size) */
+        uint8_t *dev = (uint8_t *)malloc(wk_q8_0_dev_row_bytes(n_elems));
+        wk_q8_0_to_dev(h, dev, n_elems);
+        free(h);
+        h = dev;
+    }
 
     uint8_t *dw = NULL;
     uint4 *dout = NULL;
