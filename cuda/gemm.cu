@@ -163,6 +163,9 @@ static bool launch_staged(const gemm_params &p0, const wk_gemm_seg *segs, int n_
     return true;
 }
 
+/* Tile shape by the number of rows and the matrix's width (results do not
+ * depend on it, see the top): few rows take narrow tiles, so a narrow matrix
+ * still spreads over the SMs, and more k-tiles in flight when rows are long. */
 template <int T>
 static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, int n_segs, cudaStream_t st) {
     int N = 0;
