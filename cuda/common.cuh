@@ -108,14 +108,18 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_F16>(const uint8_t
     }
 }
 
-template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_BF16>(const uint8_t *row, int c, float v[8]) {
-    uint4 u = __ldg(reinterpret_cast<const uint4 *>(row) + c);
-    uint32_t w[4] = {u.x, u.y, u.z, u.w};
+/* 8 bf16 values (16 bytes) as f32 */
+__device__ __forceinline__ void wk_bf16x8_to_f32(uint4 u, float v[8]) {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
     for (int k = 0; k < 4; k++) {
         v[2 * k] = __uint_as_float(w[k] << 16);
         v[2 * k + 1] = __uint_as_float(w[k] & 0xFFFF0000u);
     }
+}
+
+template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_BF16>(const uint8_t *row, int c, float v[8]) {
+    wk_bf16x8_to_f32(__ldg(reinterpret_cast<const uint4 *>(row) + c), v);
 }
 
 /* (the device layout of Q8_0 rows: wk_q8_0_to_dev above) */

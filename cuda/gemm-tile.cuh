@@ -51,21 +51,12 @@ template <int T, bool SM = false>
 __device__ __forceinline__ uint4 wk_load_w8(const uint8_t *row, int c) {
     if (T == GGML_TYPE_F16)
         return SM ? reinterpret_cast<const uint4 *>(row)[c] : __ldg(reinterpret_cast<const uint4 *>(row) + c);
-    if (SM && T == GGML_TYPE_BF16) { /* wk_deq8<BF16>'s conversion, then to f16 */
-        const uint4 u = reinterpret_cast<const uint4 *>(row)[c];
-        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-        uint4 r;
-        __half2 *h = reinterpret_cast<__half2 *>(&r);
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            h[e] = __floats2half2_rn(__uint_as_float(w[e] << 16), __uint_as_float(w[e] & 0xFFFF0000u));
-        return r;
-    }
     if (T == GGML_TYPE_Q8_0) return wk_deq8_h_q8_0(row, c);
     if (T == GGML_TYPE_Q5_0) return wk_deq8_h_q4q5<true>(row, c);
     if (T == GGML_TYPE_Q4_0) return wk_deq8_h_q4q5<false>(row, c);
     float v[8];
-    wk_deq8<T>(row, c, v);
+    if (SM && T == GGML_TYPE_BF16) wk_bf16x8_to_f32(reinterpret_cast<const uint4 *>(row)[c], v); /* not __ldg */
+    else wk_deq8<T>(row, c, v);
     uint4 u;
     __half2 *h = reinterpret_cast<__half2 *>(&u);
 #pragma unroll
