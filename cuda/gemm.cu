@@ -111,18 +111,29 @@ static int set_blk_end(gemm_params *p, const wk_gemm_seg *segs, int n_segs, int 
     return blocks;
 }
 
-/* The staged kernel's dynamic shared memory limit raised, once, to what a block may have. */
+/* How many blocks of gemm_staged_kernel<T, NT> with `smem` shared bytes are
+ * resident at once on the device (0: the driver could not say). The answer
+ * is remembered for the few row lengths a model has (one a distinct n_in),
+ * so that the launches of an eager step do not ask the driver again. */
 template <int T, int NT>
-static cudaError_t allow_staged_smem() {
-    static bool set = false; /* per instantiation */
-    if (set) return cudaSuccess;
-    int dev = 0, max_smem = 0;
-    cudaError_t e = cudaGetDevice(&dev);
-    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-    if (e == cudaSuccess)
-        e = cudaFuncSetAttribute(gemm_staged_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem);
-    set = e == cudaSuccess;
-    return e;
+static int staged_wave_blocks(size_t smem) {
+    static size_t key[4]; /* per instantiation */
+    static int val[4], n_keys = 0, n_sm = 0;
+    for (int i = 0; i < n_keys; i++)
+        if (key[i] == smem) return val[i];
+    int dev = 0, max_smem = 0, per_sm = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        (!n_sm && cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) ||
+        cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        cudaFuncSetAttribute(gemm_staged_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemm_staged_kernel<T, NT>, GEMM_WARPS * 32, smem) !=
+            cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (n_keys < 4) key[n_keys] = smem, val[n_keys++] = per_sm * n_sm;
+    return per_sm * n_sm;
 }
 
 template <int T, int MT, int NT, int U>
@@ -150,15 +161,7 @@ static bool launch_staged(const gemm_params &p0, const wk_gemm_seg *segs, int n_
     gemm_params p = p0;
     const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
     const size_t smem = wk_gemm_staged_smem(NT, segs[0].W.row_bytes); /* one type and n_in: one row length */
-    int dev = 0, n_sm = 0, per_sm = 0;
-    if (allow_staged_smem<T, NT>() != cudaSuccess || cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemm_staged_kernel<T, NT>, GEMM_WARPS * 32, smem) !=
-            cudaSuccess) {
-        (void)cudaGetLastError();
-        return false;
-    }
-    if (blocks > per_sm * n_sm) return false;
+    if (blocks > staged_wave_blocks<T, NT>(smem)) return false;
     *err = wk_launch_pdl(gemm_staged_kernel<T, NT>, p.n_rows, dim3(blocks), GEMM_WARPS * 32, smem, st, p);
     return true;
 }
