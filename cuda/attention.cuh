@@ -274,13 +274,16 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
     const int pg_lo = k_lo / WK_KV_PAGE_TOKENS;
     for (int i = threadIdx.x; i <= k_hi / WK_KV_PAGE_TOKENS - pg_lo; i += blockDim.x) pg[i] = pt[pg_lo + i];
 
-    /* this thread's two pairs: tile rows g and g + 8 -> (step row, q head) */
+    /* pair p of the block -> its step row and its q head */
+    auto pair_row = [&](int p) { return r0 + p / HB; };
+    auto pair_head = [&](int p) { return kvh * G + hg * 8 + p % HB; };
+    /* this thread's two pairs: tile rows g and g + 8 */
     int rp[2], rp0[2], rr[2], rh[2];
     for (int i = 0; i < 2; i++) {
         const int pr = 16 * w + g + 8 * i;
         const bool ok = pr < n_pairs;
-        rr[i] = r0 + (ok ? pr / HB : 0);
-        rh[i] = kvh * G + hg * 8 + (ok ? pr % HB : 0);
+        rr[i] = pair_row(ok ? pr : 0);
+        rh[i] = pair_head(ok ? pr : 0);
         rp[i] = ok ? a.row_pos[rr[i]] : -1;
         rp0[i] = a.window > 0 && rp[i] - a.window + 1 > 0 ? rp[i] - a.window + 1 : 0;
     }
@@ -319,8 +322,8 @@ __device__ __forceinline__ void wk_flash_body(const wk_attn_args &a, int n_rows,
                 const int i = lane + 32 * (k0 + k), pr = i / (HD / 2), d = 2 * (i % (HD / 2)), pp = 16 * w + pr;
                 v[k] = make_float2(0.0f, 0.0f);
                 if (k0 + k < NQ && pp < n_pairs)
-                    v[k] = *reinterpret_cast<const float2 *>(a.q + (size_t)(r0 + pp / HB) * a.n_head * HD +
-                                                             (kvh * G + hg * 8 + pp % HB) * HD + d);
+                    v[k] = *reinterpret_cast<const float2 *>(a.q + (size_t)pair_row(pp) * a.n_head * HD +
+                                                             pair_head(pp) * HD + d);
             }
 #pragma unroll
             for (int k = 0; k < QB; k++) {
