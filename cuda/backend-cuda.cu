@@ -107,7 +107,7 @@ static size_t tensor_dev_bytes(const wk_tensor *t, bool vec) {
     if (!t->data) return 0;
     if (vec) return wk_al256((size_t)t->ne[0] * sizeof(float));
     if (widen_to_f32(t)) return wk_al256((size_t)t->ne[0] * t->ne[1] * sizeof(float));
-    if (t->type == GGML_TYPE_Q8_0) return wk_al256(wk_q8_0_dev_row_bytes(t->ne[0]) * (size_t)t->ne[1]);
+    if (wk_grouped(t->type)) return wk_al256(wk_grouped_row_bytes(t->type, t->ne[0]) * (size_t)t->ne[1]);
     return wk_al256(t->nbytes);
 }
 
@@ -134,9 +134,10 @@ static wk_status stage_copy(uploader *u, uint8_t *dst, const void *src, size_t n
     return WK_STATUS_OK;
 }
 
-/* A Q8_0 matrix in the device's row layout, a stage-buffer's worth of rows at a time. */
-static wk_status upload_q8_0(uploader *u, const wk_tensor *t, wk_cu_mat *m, char *err, size_t err_len) {
-    const size_t src_rb = wk_row_bytes(t->type, t->ne[0]), dev_rb = wk_q8_0_dev_row_bytes(t->ne[0]);
+/* A Q8_0 / Q5_0 / Q4_0 matrix in the device's row layout (wk_grouped_to_dev),
+ * a stage-buffer's worth of rows at a time. */
+static wk_status upload_grouped(uploader *u, const wk_tensor *t, wk_cu_mat *m, char *err, size_t err_len) {
+    const size_t src_rb = wk_row_bytes(t->type, t->ne[0]), dev_rb = wk_grouped_row_bytes(t->type, t->ne[0]);
     const int64_t n_rows = t->ne[1], per = STAGE_BYTES / dev_rb > 0 ? (int64_t)(STAGE_BYTES / dev_rb) : 1;
     uint8_t *buf = (uint8_t *)malloc((size_t)per * dev_rb);
     if (!buf) return wk_errf(err, err_len, WK_STATUS_OOM_HOST, "%s: out of memory", __func__);
@@ -144,7 +145,7 @@ static wk_status upload_q8_0(uploader *u, const wk_tensor *t, wk_cu_mat *m, char
     for (int64_t r0 = 0; r0 < n_rows && s == WK_STATUS_OK; r0 += per) {
         const int64_t k = n_rows - r0 < per ? n_rows - r0 : per;
         for (int64_t r = 0; r < k; r++)
-            wk_q8_0_to_dev((const uint8_t *)t->data + (r0 + r) * src_rb, buf + r * dev_rb, t->ne[0]);
+            wk_grouped_to_dev(t->type, (const uint8_t *)t->data + (r0 + r) * src_rb, buf + r * dev_rb, t->ne[0]);
         s = stage_copy(u, u->cursor + r0 * dev_rb, buf, (size_t)k * dev_rb, err, err_len);
     }
     free(buf);
@@ -182,8 +183,8 @@ static wk_status upload_mat(uploader *u, const wk_tensor *t, wk_cu_mat *m, char 
         u->cursor += wk_al256(n * t->ne[1] * sizeof(float));
         return WK_STATUS_OK;
     }
-    if (t->type == GGML_TYPE_Q8_0) /* rows rearranged for aligned loads (wk_q8_0_to_dev) */
-        return upload_q8_0(u, t, m, err, err_len);
+    if (wk_grouped(t->type)) /* rows rearranged for aligned loads (wk_grouped_to_dev) */
+        return upload_grouped(u, t, m, err, err_len);
     TRY(stage_copy(u, u->cursor, t->data, t->nbytes, err, err_len));
     u->cursor += wk_al256(t->nbytes);
     return WK_STATUS_OK;

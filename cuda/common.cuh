@@ -24,36 +24,56 @@
 static inline int wk_cdiv(int a, int b) { return (a + b - 1) / b; }
 static inline size_t wk_al256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-// --- Q8_0 on the device -------------------------------------------------------
+// --- Q8_0, Q5_0, Q4_0 on the device -------------------------------------------
 
-/* A GGUF Q8_0 row is blocks of (f16 d, 32 int8 q): 34 bytes, so a block's
- * quants sit at 2-byte alignment and a chunk of 8 took five 2-byte loads. On
- * the device every run of four blocks is stored as their four scales (8
- * bytes) then their 128 quants: 136 bytes, as in the file, the last run of a
- * row padded with zero blocks. A chunk is then one 8-byte load of quants and
- * one 2-byte load of its scale. The values are the file's, untouched. */
-#define WK_Q8_GROUP 136
+/* GGUF blocks of 32 elements: Q8_0 (f16 d, 32 int8), Q5_0 (f16 d, u32 qh,
+ * 16 nibble bytes), Q4_0 (f16 d, 16 nibble bytes) — 34, 22, 18 bytes, so a
+ * block's quants sit at 2-byte alignment and a chunk of 8 elements took 5-7
+ * two-byte loads. On the device every run of four blocks is stored field by
+ * field: the four scales (8 bytes), the four qh words (Q5_0: 16 bytes), the
+ * four quant arrays — 136 / 88 / 72 bytes, as in the file — the last run of
+ * a row padded with zero blocks. A chunk is then one 8-byte load of quants,
+ * one 2-byte load of its scale (and one 4-byte load of its qh). The values
+ * are the file's, untouched. */
+__host__ __device__ constexpr bool wk_grouped(int type) {
+    return type == GGML_TYPE_Q8_0 || type == GGML_TYPE_Q5_0 || type == GGML_TYPE_Q4_0;
+}
+__host__ __device__ constexpr int wk_grp_qh(int type) { return type == GGML_TYPE_Q5_0 ? 4 : 0; }   /* qh bytes a block */
+__host__ __device__ constexpr int wk_grp_qs(int type) { return type == GGML_TYPE_Q8_0 ? 32 : 16; } /* quant bytes a block */
+__host__ __device__ constexpr int wk_grp_bytes(int type) { return 4 * (2 + wk_grp_qh(type) + wk_grp_qs(type)); }
 
-static inline size_t wk_q8_0_dev_row_bytes(int64_t n) { return (size_t)WK_Q8_GROUP * (size_t)((n / 32 + 3) / 4); }
+static inline size_t wk_grouped_row_bytes(int type, int64_t n) {
+    return (size_t)wk_grp_bytes(type) * (size_t)((n / 32 + 3) / 4);
+}
 
-/* One row of n elements from the file's layout (src) to the device's (dst,
- * wk_q8_0_dev_row_bytes(n) bytes). */
-static inline void wk_q8_0_to_dev(const uint8_t *src, uint8_t *dst, int64_t n) {
-    const int64_t nb = n / 32;
-    memset(dst, 0, wk_q8_0_dev_row_bytes(n));
-    for (int64_t b = 0; b < nb; b++) {
-        uint8_t *g = dst + WK_Q8_GROUP * (b / 4);
-        memcpy(g + 2 * (b % 4), src + 34 * b, 2);
-        memcpy(g + 8 + 32 * (b % 4), src + 34 * b + 2, 32);
+/* One row of n elements of a grouped type from the file's layout (src) to
+ * the device's (dst, wk_grouped_row_bytes(type, n) bytes). */
+static inline void wk_grouped_to_dev(int type, const uint8_t *src, uint8_t *dst, int64_t n) {
+    const int qh = wk_grp_qh(type), qs = wk_grp_qs(type), bb = 2 + qh + qs;
+    memset(dst, 0, wk_grouped_row_bytes(type, n));
+    for (int64_t b = 0; b < n / 32; b++) {
+        uint8_t *g = dst + wk_grp_bytes(type) * (b / 4);
+        const int j = (int)(b % 4);
+        memcpy(g + 2 * j, src + bb * b, 2);
+        if (qh) memcpy(g + 8 + qh * j, src + bb * b + 2, qh);
+        memcpy(g + 8 + 4 * qh + qs * j, src + bb * b + 2 + qh, qs);
     }
 }
 
-/* Chunk c (elements 8c..8c+7) of a device Q8_0 row: its scale and its 8 quants. */
-__device__ __forceinline__ const uint8_t *wk_q8_0_scale(const uint8_t *row, int c) {
-    return row + WK_Q8_GROUP * (c >> 4) + 2 * ((c >> 2) & 3);
+/* Chunk c (elements 8c..8c+7) of a device row of grouped type T: its block's
+ * scale, qh word and quant array (the chunk's bytes start at quants + 8 (c & 1)
+ * for Q8_0 ... : see the dequantizers). */
+template <int T> __device__ __forceinline__ const uint8_t *wk_grp_of(const uint8_t *row, int c) {
+    return row + wk_grp_bytes(T) * (c >> 4);
 }
-__device__ __forceinline__ uint2 wk_q8_0_quants(const uint8_t *row, int c) {
-    return *reinterpret_cast<const uint2 *>(row + WK_Q8_GROUP * (c >> 4) + 8 + 8 * (c & 15));
+template <int T> __device__ __forceinline__ const __half *wk_grp_scale(const uint8_t *row, int c) {
+    return reinterpret_cast<const __half *>(wk_grp_of<T>(row, c) + 2 * ((c >> 2) & 3));
+}
+template <int T> __device__ __forceinline__ uint32_t wk_grp_qh_word(const uint8_t *row, int c) {
+    return *reinterpret_cast<const uint32_t *>(wk_grp_of<T>(row, c) + 8 + 4 * ((c >> 2) & 3));
+}
+template <int T> __device__ __forceinline__ const uint8_t *wk_grp_quants(const uint8_t *row, int c) {
+    return wk_grp_of<T>(row, c) + 8 + 4 * wk_grp_qh(T) + wk_grp_qs(T) * ((c >> 2) & 3);
 }
 
 // --- dequantization -----------------------------------------------------------
@@ -64,12 +84,6 @@ __device__ __forceinline__ float wk_h2f(const uint8_t *p) {
 }
 
 __device__ __forceinline__ float wk_bf2f(uint16_t v) { return __uint_as_float((uint32_t)v << 16); }
-
-__device__ __forceinline__ uint32_t wk_ld_u32_a2(const uint8_t *p) {
-    /* little-endian u32 at a 2-byte aligned address */
-    const uint16_t *h = reinterpret_cast<const uint16_t *>(p);
-    return (uint32_t)h[0] | ((uint32_t)h[1] << 16);
-}
 
 /* (float)q for 0 <= q < 2^23 without the (quarter-rate) int → float
  * conversion: q under the exponent of 2^23, minus 2^23 (and minus `bias`,
@@ -122,10 +136,10 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_BF16>(const uint8_
     wk_bf16x8_to_f32(__ldg(reinterpret_cast<const uint4 *>(row) + c), v);
 }
 
-/* (the device layout of Q8_0 rows: wk_q8_0_to_dev above) */
+/* (Q8_0, Q5_0, Q4_0: the device layout above) */
 template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q8_0>(const uint8_t *row, int c, float v[8]) {
-    const float d = wk_h2f(wk_q8_0_scale(row, c));
-    const uint2 q = wk_q8_0_quants(row, c);
+    const float d = __half2float(*wk_grp_scale<GGML_TYPE_Q8_0>(row, c));
+    const uint2 q = *reinterpret_cast<const uint2 *>(wk_grp_quants<GGML_TYPE_Q8_0>(row, c) + 8 * (c & 3));
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         v[i] = d * (float)(int8_t)(q.x >> (8 * i));
@@ -134,13 +148,12 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q8_0>(const uint8_
 }
 
 template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_0>(const uint8_t *row, int c, float v[8]) {
-    const uint8_t *b = row + 18 * (c >> 2);
     const int q = c & 3, sh = 4 * (q >> 1);
-    const float d = wk_h2f(b);
-    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 2 + 8 * (q & 1));
+    const float d = __half2float(*wk_grp_scale<GGML_TYPE_Q4_0>(row, c));
+    const uint2 w = *reinterpret_cast<const uint2 *>(wk_grp_quants<GGML_TYPE_Q4_0>(row, c) + 8 * (q & 1));
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        uint32_t u = qs[i];
+        const uint32_t u = (i < 2 ? w.x : w.y) >> (16 * (i & 1));
         v[2 * i] = d * (float)((int)((u >> sh) & 0xF) - 8);
         v[2 * i + 1] = d * (float)((int)((u >> (8 + sh)) & 0xF) - 8);
     }
@@ -160,14 +173,13 @@ template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q4_1>(const uint8_
 }
 
 template <> __device__ __forceinline__ void wk_deq8<GGML_TYPE_Q5_0>(const uint8_t *row, int c, float v[8]) {
-    const uint8_t *b = row + 22 * (c >> 2);
     const int q = c & 3, sh = 4 * (q >> 1), e0 = 8 * q;
-    const float d = wk_h2f(b);
-    const uint32_t qh = wk_ld_u32_a2(b + 2);
-    const uint16_t *qs = reinterpret_cast<const uint16_t *>(b + 6 + 8 * (q & 1));
+    const float d = __half2float(*wk_grp_scale<GGML_TYPE_Q5_0>(row, c));
+    const uint32_t qh = wk_grp_qh_word<GGML_TYPE_Q5_0>(row, c);
+    const uint2 w = *reinterpret_cast<const uint2 *>(wk_grp_quants<GGML_TYPE_Q5_0>(row, c) + 8 * (q & 1));
 #pragma unroll
     for (int i = 0; i < 4; i++) {
-        uint32_t u = qs[i];
+        const uint32_t u = (i < 2 ? w.x : w.y) >> (16 * (i & 1));
 #pragma unroll
         for (int k = 0; k < 2; k++) {
             const int e = e0 + 2 * i + k;
@@ -269,14 +281,6 @@ __device__ __forceinline__ float wk_deq1(int type, const uint8_t *row, int i) {
 __device__ __forceinline__ uint32_t wk_h2_bits(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
 __device__ __forceinline__ __half2 wk_bits_h2(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
 
-/* The 8 bytes at a 2-byte aligned p as two little-endian words (four 16-bit
- * loads, no branch on the alignment: straight-line code lets the compiler
- * put every load of a warp's tiles in flight before the first use). */
-__device__ __forceinline__ void wk_ld_8bytes_a2(const uint8_t *p, uint32_t &w0, uint32_t &w1) {
-    const uint16_t *q = reinterpret_cast<const uint16_t *>(p);
-    w0 = __byte_perm(q[0], q[1], 0x5410), w1 = __byte_perm(q[2], q[3], 0x5410);
-}
-
 /* {d * (lo - off), d * (hi - off)} from v = (1024 + lo) | (1024 + hi) << 16 as f16 bits. */
 __device__ __forceinline__ uint32_t wk_h2_scaled(uint32_t v, __half2 off, __half2 d) {
     return wk_h2_bits(__hmul2(__hsub2(wk_bits_h2(v), off), d));
@@ -284,9 +288,9 @@ __device__ __forceinline__ uint32_t wk_h2_scaled(uint32_t v, __half2 off, __half
 
 /* Q8_0 chunk c (device layout) as f16: int8 q biased to 0..255 (xor 0x80), offset 1024 + 128. */
 __device__ __forceinline__ uint4 wk_deq8_h_q8_0(const uint8_t *row, int c) {
-    const __half2 d = __half2half2(*reinterpret_cast<const __half *>(wk_q8_0_scale(row, c)));
+    const __half2 d = __half2half2(*wk_grp_scale<GGML_TYPE_Q8_0>(row, c));
     const __half2 off = __float2half2_rn(1152.0f);
-    const uint2 q = wk_q8_0_quants(row, c);
+    const uint2 q = *reinterpret_cast<const uint2 *>(wk_grp_quants<GGML_TYPE_Q8_0>(row, c) + 8 * (c & 3));
     const uint32_t w0 = q.x ^ 0x80808080u, w1 = q.y ^ 0x80808080u;
     uint4 u;
     u.x = wk_h2_scaled(__byte_perm(w0, 0x64646464u, 0x4140), off, d);
@@ -300,15 +304,13 @@ __device__ __forceinline__ uint4 wk_deq8_h_q8_0(const uint8_t *row, int c) {
  * bytes), Q5_0's fifth bits moved to bit 4 of each half, offset 1024 + 8 / 16. */
 template <bool Q5>
 __device__ __forceinline__ uint4 wk_deq8_h_q4q5(const uint8_t *row, int c) {
-    constexpr int BB = Q5 ? 22 : 18, QS = Q5 ? 6 : 2;
-    const uint8_t *b = row + BB * (c >> 2);
+    constexpr int T = Q5 ? GGML_TYPE_Q5_0 : GGML_TYPE_Q4_0;
     const int q = c & 3, sh = 4 * (q >> 1);
-    const __half2 d = __half2half2(*reinterpret_cast<const __half *>(b));
+    const __half2 d = __half2half2(*wk_grp_scale<T>(row, c));
     const __half2 off = __float2half2_rn(Q5 ? 1040.0f : 1032.0f);
-    uint32_t w0, w1;
-    wk_ld_8bytes_a2(b + QS + 8 * (q & 1), w0, w1);
-    w0 = (w0 >> sh) & 0x0F0F0F0Fu, w1 = (w1 >> sh) & 0x0F0F0F0Fu;
-    const uint32_t hq = Q5 ? wk_ld_u32_a2(b + 2) >> (8 * q) : 0u;
+    const uint2 w = *reinterpret_cast<const uint2 *>(wk_grp_quants<T>(row, c) + 8 * (q & 1));
+    const uint32_t w0 = (w.x >> sh) & 0x0F0F0F0Fu, w1 = (w.y >> sh) & 0x0F0F0F0Fu;
+    const uint32_t hq = Q5 ? wk_grp_qh_word<T>(row, c) >> (8 * q) : 0u;
     uint32_t v[4] = {__byte_perm(w0, 0, 0x4140), __byte_perm(w0, 0, 0x4342), __byte_perm(w1, 0, 0x4140),
                      __byte_perm(w1, 0, 0x4342)};
     uint4 u;

@@ -8,8 +8,8 @@
  * This checks it on random blocks — every quant byte random, scales drawn
  * from all finite f16 values (subnormals, zeros of both signs and the
  * largest included) — against the CPU loader's wk_dequantize_row rounded to
- * f16 on the host, element by element, bit for bit (Q8_0 uploaded in the
- * device's row layout, wk_q8_0_to_dev, as the backend does). (The other types keep
+ * f16 on the host, element by element, bit for bit (uploaded in the
+ * device's row layout, wk_grouped_to_dev, as the backend does). (The other types keep
  * the f32 formula on the GPU, where fused multiply-adds may round
  * differently from the CPU's; test-cuda bounds those.) No device: exit 77. */
 #include <stdio.h>
@@ -25,6 +25,13 @@ template <int T>
 __global__ void chunks_kernel(const uint8_t *w, int n_chunks, uint4 *out) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c < n_chunks) out[c] = wk_load_w8<T>(w, c);
+}
+
+/* out[8c..8c+7] = wk_deq8<T>(w, c): the f32 path (token embeddings) over the same layout */
+template <int T>
+__global__ void chunks32_kernel(const uint8_t *w, int n_chunks, float *out) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c < n_chunks) wk_deq8<T>(w, c, out + 8 * c);
 }
 
 static uint32_t rng_state = 12345u;
@@ -56,9 +63,9 @@ static int check_type(const char *name, int block_bytes) {
         memcpy(h + (size_t)b * block_bytes, &d, 2);
     }
     wk_dequantize_row((uint32_t)T, h, ref, n_elems);
-    if (T == GGML_TYPE_Q8_0) { /* the GPU reads Q8_0 in its device layout (N_BLOCKS % 4 == 0: the same size) */
-        uint8_t *dev = (uint8_t *)malloc(wk_q8_0_dev_row_bytes(n_elems));
-        wk_q8_0_to_dev(h, dev, n_elems);
+    { /* the GPU reads these types in their device layout (N_BLOCKS % 4 == 0: the same size) */
+        uint8_t *dev = (uint8_t *)malloc(wk_grouped_row_bytes(T, n_elems));
+        wk_grouped_to_dev(T, h, dev, n_elems);
         free(h);
         h = dev;
     }
@@ -92,12 +99,30 @@ static int check_type(const char *name, int block_bytes) {
     }
     if (bad < 0) fprintf(stderr, "%s: CUDA error %s\n", name, cudaGetErrorString(cudaGetLastError()));
     else printf("DEQ16 %-5s %d chunks: %d elements differ from the loader's value rounded to f16\n", name, n_chunks, bad);
+    /* the f32 path: d * q, one rounding, as the loader: the same bits */
+    int bad32 = -1;
+    float *d32 = NULL, *got32 = (float *)malloc((size_t)n_elems * sizeof(float));
+    if (bad >= 0 && got32 && cudaMalloc(&d32, (size_t)n_elems * sizeof(float)) == cudaSuccess) {
+        chunks32_kernel<T><<<(n_chunks + 255) / 256, 256>>>(dw, n_chunks, d32);
+        if (cudaMemcpy(got32, d32, (size_t)n_elems * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess) {
+            bad32 = 0;
+            for (int i = 0; i < n_elems; i++)
+                if (memcmp(&got32[i], &ref[i], sizeof(float)) != 0) {
+                    if (bad32 < 5) fprintf(stderr, "  %s f32 elem %d: got %.9g, loader %.9g\n", name, i, got32[i], ref[i]);
+                    bad32++;
+                }
+        }
+    }
+    if (bad32 < 0) fprintf(stderr, "%s: f32 path: CUDA error %s\n", name, cudaGetErrorString(cudaGetLastError()));
+    else printf("DEQ32 %-5s %d elements: %d differ from the loader's value\n", name, n_elems, bad32);
+    cudaFree(d32);
+    free(got32);
     cudaFree(dw);
     cudaFree(dout);
     free(h);
     free(ref);
     free(got);
-    return bad == 0 ? 0 : 1;
+    return bad == 0 && bad32 == 0 ? 0 : 1;
 }
 
 int main(void) {
