@@ -117,12 +117,17 @@ __device__ __forceinline__ void wk_prefetch_rows_l2(const wk_cu_mat &W, int n0, 
  * mbarrier) as soon as it starts — before it waits for the kernel before it,
  * whose run the copy overlaps — and reads its fragments from there. Only
  * F16/BF16 rows are staged (whole 16-byte chunks, 16-byte aligned: what a
- * bulk copy needs; gemm.cu says why not the quantized types). A staged row
- * is 16 bytes longer than the matrix's: a stride that is a multiple of 128
- * bytes would put the 8 rows of a fragment load on the same banks. Shared
- * layout: mbarrier (16 bytes) | warp partials | rows. */
+ * bulk copy needs; gemm.cu says why not the quantized types). Shared
+ * layout: mbarrier (16 bytes) | warp partials | rows at a stride of
+ * wk_staged_stride bytes: a lane's fragment load reads 16 bytes, and one
+ * shared-memory wavefront serves 8 lanes — two rows, 64 bytes of each — so
+ * row g + 1 starts 64 bytes (mod 128) after row g and the two rows' bytes
+ * fall on different banks (a stride that is a multiple of 128 bytes would
+ * put all 8 rows of a load on the same banks; the 16 bytes of padding used
+ * before left 2-way conflicts on 12 of 16 banks). */
+__host__ __device__ constexpr int wk_staged_stride(int row_bytes) { return row_bytes + (64 - row_bytes % 128 + 128) % 128; }
 __host__ __device__ constexpr size_t wk_gemm_staged_smem(int NT, int row_bytes) {
-    return 16 + wk_gemm_tile_smem(0, NT) + (size_t)NT * 8 * (row_bytes + 16);
+    return 16 + wk_gemm_tile_smem(0, NT) + (size_t)NT * 8 * wk_staged_stride(row_bytes);
 }
 
 __device__ __forceinline__ uint32_t wk_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
@@ -152,12 +157,12 @@ __device__ __forceinline__ void wk_mbar_wait(uint64_t *bar) {
                      : "memory");
 }
 
-/* Weight rows [n0, n0 + rows) of W (row_bytes % 16 == 0) to dst at a stride of row_bytes + 16. */
+/* Weight rows [n0, n0 + rows) of W (row_bytes % 16 == 0) to dst at a stride of wk_staged_stride. */
 __device__ __forceinline__ void wk_stage_rows(const wk_cu_mat &W, int n0, int rows, uint8_t *dst, uint64_t *bar) {
-    const int rb = W.row_bytes;
+    const int rb = W.row_bytes, sb = wk_staged_stride(rb);
     if (threadIdx.x == 0) wk_mbar_expect(bar, (uint32_t)(rows * rb));
     for (int r = threadIdx.x; r < rows; r += blockDim.x)
-        wk_bulk_copy(dst + (size_t)r * (rb + 16), W.w + (size_t)(n0 + r) * rb, (uint32_t)rb, bar);
+        wk_bulk_copy(dst + (size_t)r * sb, W.w + (size_t)(n0 + r) * rb, (uint32_t)rb, bar);
 }
 
 /* The block's tile: rows [m0, m0 + MT*16) of x16 (ld lda, n_rows valid)
@@ -196,7 +201,7 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
     const uint8_t *wrow[NT];
 #pragma unroll
     for (int j = 0; j < NT; j++)
-        wrow[j] = WS ? wsm + (size_t)(min(n0 + j * 8 + g, N - 1) - n0) * (W.row_bytes + 16)
+        wrow[j] = WS ? wsm + (size_t)(min(n0 + j * 8 + g, N - 1) - n0) * wk_staged_stride(W.row_bytes)
                      : W.w + (size_t)min(n0 + j * 8 + g, N - 1) * W.row_bytes;
     const __half *arow[MI][RH];
 #pragma unroll
