@@ -68,6 +68,8 @@ struct cu_impl {
     int32_t *h_meta;                 /* pinned, same layout */
     float *x, *h32, *qkv, *q, *gu, *tmp, *part, *lg32, *logits, *sample_logits;
     __half *h16, *lg16;
+    float *act32;                    /* (8, ld) the GLU's output of a decode step (wk_cu_gemm_glu) */
+    __half *act16;
     wk_cu_sample_res *d_gres, *h_gres, *h_res;
     uint8_t *greedy_ws;              /* wk_cu_greedy_rows' counters and partials */
     wk_cu_sampler smp;
@@ -327,6 +329,24 @@ static wk_status proj_residual(cu_impl *c, const wk_cu_mat &W, const float *post
     return WK_STATUS_OK;
 }
 
+/* act(gate · h) * (up · h) for the normed rows in h16 / h32, into *a16 /
+ * *a32: one kernel into act16 / act32 for a decode step (wk_cu_gemm_glu),
+ * else the GEMM into gu and the GLU kernel into h16 / h32 — the same bits. */
+static wk_status gate_up_glu(cu_impl *c, const cu_layer &L, int rows, __half **a16, float **a32, char *err,
+                             size_t err_len) {
+    cudaError_t e = wk_cu_gemm_glu(L.gate, L.up, c->h16, c->ld, rows, c->gelu, c->act32, c->act16, c->ld, c->st);
+    if (e != cudaErrorNotSupported) {
+        CUDA_TRY(e);
+        *a16 = c->act16, *a32 = c->act32;
+        return WK_STATUS_OK;
+    }
+    wk_gemm_seg gu[2] = {{L.gate, c->gu, 2 * c->n_ff}, {L.up, c->gu + c->n_ff, 2 * c->n_ff}};
+    TRY(gemm(c, gu, 2, c->h16, c->h32, rows, false, err, err_len));
+    CUDA_TRY(wk_cu_glu(c->gu, rows, c->n_ff, c->gelu, c->h32, c->h16, c->ld, c->st));
+    *a16 = c->h16, *a32 = c->h32;
+    return WK_STATUS_OK;
+}
+
 /* Enqueue the layers for `rows` rows whose metadata is in d_meta; leaves the
  * final-normed rows in h32/h16. max_split: attention grid depth. record:
  * copy each layer's x into the hidden buffer. */
@@ -353,10 +373,10 @@ static wk_status enqueue_layers(struct wk_backend *b, int rows, int max_split, b
         TRY(proj_residual(c, L.wo, L.attn_post, c->h16, c->h32, rows, err, err_len));
 
         CUDA_TRY(wk_cu_rmsnorm(c->x, c->E, L.ffn_norm, rows, c->E, c->eps, c->h32, c->h16, c->ld, c->st));
-        wk_gemm_seg gu[2] = {{L.gate, c->gu, 2 * c->n_ff}, {L.up, c->gu + c->n_ff, 2 * c->n_ff}};
-        TRY(gemm(c, gu, 2, c->h16, c->h32, rows, false, err, err_len));
-        CUDA_TRY(wk_cu_glu(c->gu, rows, c->n_ff, c->gelu, c->h32, c->h16, c->ld, c->st));
-        TRY(proj_residual(c, L.down, L.ffn_post, c->h16, c->h32, rows, err, err_len));
+        __half *a16 = c->h16;
+        float *a32 = c->h32;
+        TRY(gate_up_glu(c, L, rows, &a16, &a32, err, err_len));
+        TRY(proj_residual(c, L.down, L.ffn_post, a16, a32, rows, err, err_len));
         if (record)
             CUDA_TRY(cudaMemcpyAsync(c->hidden + (size_t)l * c->hidden_n * c->E, c->x, (size_t)rows * c->E * 4,
                                      cudaMemcpyDeviceToDevice, c->st));
@@ -656,6 +676,8 @@ static size_t carve_state(cu_impl *c, int n_ctx, int max_seqs, uint8_t *base) {
     CARVE(c->qkv, float, R * (c->qd + 2 * c->kvd));
     CARVE(c->q, float, R * c->qd);
     CARVE(c->gu, float, R * 2 * c->n_ff);
+    CARVE(c->act32, float, 8 * (size_t)c->ld);
+    CARVE(c->act16, __half, 8 * (size_t)c->ld);
     CARVE(c->part, float, R * c->n_head * c->max_split * (c->hd + 2));
     CARVE(c->lg32, float, (size_t)roundup(c->LR, WK_GEMM_MROWS) * c->ld);
     CARVE(c->lg16, __half, (size_t)roundup(c->LR, WK_GEMM_MROWS) * c->ld);

@@ -157,16 +157,24 @@ __device__ __forceinline__ void wk_mbar_wait(uint64_t *bar) {
                      : "memory");
 }
 
-/* Weight rows [n0, n0 + rows) of W (row_bytes % 16 == 0) to dst at a stride of wk_staged_stride. */
-__device__ __forceinline__ void wk_stage_rows(const wk_cu_mat &W, int n0, int rows, uint8_t *dst, uint64_t *bar) {
-    const int rb = W.row_bytes, sb = wk_staged_stride(rb);
-    if (threadIdx.x == 0) wk_mbar_expect(bar, (uint32_t)(rows * rb));
-    for (int r = threadIdx.x; r < rows; r += blockDim.x)
-        wk_bulk_copy(dst + (size_t)r * sb, W.w + (size_t)(n0 + r) * rb, (uint32_t)rb, bar);
+/* Weight rows [n0, n0 + rows) of W (row_bytes % 16 == 0) to dst at a stride
+ * of wk_staged_stride; W2 (same shape and type, or null): its rows [n0, n0 +
+ * rows) too, from shared row `at2` on. */
+__device__ __forceinline__ void wk_stage_rows(const wk_cu_mat &W, const wk_cu_mat *W2, int at2, int n0, int rows,
+                                              uint8_t *dst, uint64_t *bar) {
+    const int rb = W.row_bytes, sb = wk_staged_stride(rb), n_mats = W2 ? 2 : 1;
+    if (threadIdx.x == 0) wk_mbar_expect(bar, (uint32_t)(n_mats * rows * rb));
+    for (int i = threadIdx.x; i < n_mats * rows; i += blockDim.x) {
+        const int m = i / rows, r = i % rows;
+        const wk_cu_mat &M = m ? *W2 : W;
+        wk_bulk_copy(dst + (size_t)(m * at2 + r) * sb, M.w + (size_t)(n0 + r) * rb, (uint32_t)rb, bar);
+    }
 }
 
 /* The block's tile: rows [m0, m0 + MT*16) of x16 (ld lda, n_rows valid)
- * times weight rows [n0, n0 + NT*8) of W (n_in = K); MT == 0: the tile of a
+ * times weight rows [n0, n0 + NT*8) of W (n_in = K) — PAIR: weight rows
+ * [n0, n0 + NT*4) of W (n8 tiles 0..NT/2-1) and the same rows of W2 (tiles
+ * NT/2..NT-1), and epi(m, n, w_value, w2_value) once for each pair; MT == 0: the tile of a
  * step of at most 8 rows (m0 = 0; the m16 tile's rows 8..15 are known zeros,
  * never loaded). Calls epi(m, n, v) once for every valid (row m, weight row
  * n) with the finished dot product. Every thread of the block (GEMM_WARPS
@@ -176,9 +184,11 @@ __device__ __forceinline__ void wk_stage_rows(const wk_cu_mat &W, int n0, int ro
  * weights, lets the next kernel launch, and issues its first weight loads
  * before it waits for the kernel before. WS: the block's weight rows staged
  * in shared memory (above) — copied before the wait, all of them. */
-template <int T, int MT, int NT, int U, bool WS = false, class Epi>
+template <int T, int MT, int NT, int U, bool WS = false, bool PAIR = false, class Epi>
 __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __half *x16, int lda, int n_rows, int m0,
-                                          int K, uint8_t *smem, Epi epi, bool pdl) {
+                                          int K, uint8_t *smem, Epi epi, bool pdl, const wk_cu_mat *W2 = nullptr) {
+    static_assert(!PAIR || NT % 2 == 0, "paired tiles: NT/2 n8 tiles of each matrix");
+    constexpr int NH = PAIR ? NT / 2 : NT; /* n8 tiles of one matrix */
     static_assert(!WS || (MT == 0 && (T == GGML_TYPE_F16 || T == GGML_TYPE_BF16)), "staged: f16/bf16 decode tiles");
     constexpr int MI = MT ? MT : 1, RH = MT ? 2 : 1; /* m16 tiles; loaded rows of each: g (and g + 8) */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -191,18 +201,24 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
     if constexpr (WS) {
         if (threadIdx.x == 0) wk_mbar_init(bar);
         __syncthreads();
-        wk_stage_rows(W, n0, min(NT * 8, N - n0), wsm, bar);
+        wk_stage_rows(W, PAIR ? W2 : nullptr, NH * 8, n0, min(NH * 8, N - n0), wsm, bar);
         wk_dep_launch();
     } else if (pdl) {
-        if (threadIdx.x == 0 && blockIdx.y == 0) wk_prefetch_rows_l2(W, n0, min(NT * 8, N - n0));
+        if (threadIdx.x == 0 && blockIdx.y == 0) {
+            wk_prefetch_rows_l2(W, n0, min(NH * 8, N - n0));
+            if (PAIR) wk_prefetch_rows_l2(*W2, n0, min(NH * 8, N - n0));
+        }
         wk_dep_launch();
     }
     /* rows past N or n_rows read a clamped row: their outputs are never stored */
     const uint8_t *wrow[NT];
 #pragma unroll
-    for (int j = 0; j < NT; j++)
-        wrow[j] = WS ? wsm + (size_t)(min(n0 + j * 8 + g, N - 1) - n0) * wk_staged_stride(W.row_bytes)
-                     : W.w + (size_t)min(n0 + j * 8 + g, N - 1) * W.row_bytes;
+    for (int j = 0; j < NT; j++) {
+        const bool second = PAIR && j >= NH;
+        const int r = min(n0 + (j % NH) * 8 + g, N - 1); /* the weight row of tile j */
+        wrow[j] = WS ? wsm + (size_t)(r - n0 + (second ? NH * 8 : 0)) * wk_staged_stride(W.row_bytes)
+                     : (second ? W2 : &W)->w + (size_t)r * W.row_bytes;
+    }
     const __half *arow[MI][RH];
 #pragma unroll
     for (int i = 0; i < MI; i++)
@@ -290,13 +306,21 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
         }
     __syncthreads();
     const int rows = min(TM, n_rows - m0);
-    for (int o = threadIdx.x; o < rows * TW; o += GEMM_WARPS * 32) {
-        const int r = o / TW, c = o % TW, n = n0 + c;
+    constexpr int TO = NH * 8; /* outputs a row: one a weight row, or one a pair */
+    for (int o = threadIdx.x; o < rows * TO; o += GEMM_WARPS * 32) {
+        const int r = o / TO, c = o % TO, n = n0 + c, i = r * TW + c;
         if (n >= N) continue;
-        float v = part[o];
+        float v = part[i];
 #pragma unroll
-        for (int w = 1; w < GEMM_WARPS; w++) v += part[w * TM * TW + o];
-        epi(m0 + r, n, v);
+        for (int w = 1; w < GEMM_WARPS; w++) v += part[w * TM * TW + i];
+        if constexpr (PAIR) {
+            float v2 = part[i + TO];
+#pragma unroll
+            for (int w = 1; w < GEMM_WARPS; w++) v2 += part[w * TM * TW + i + TO];
+            epi(m0 + r, n, v, v2);
+        } else {
+            epi(m0 + r, n, v);
+        }
     }
     __syncthreads(); /* part may be the next tile's */
 }

@@ -28,6 +28,7 @@
  * matrix's type only, never on the rows.
  */
 #include "cuda/gemm-tile.cuh"
+#include "cuda/rowops.cuh"
 
 struct gemm_params {
     wk_gemm_seg seg[3];
@@ -81,6 +82,50 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32, 3) gemm_staged_kernel(const _
                                  p.pdl != 0);
 }
 
+/* ---- gate/up with the GLU in the epilogue (decode steps) ----------------------
+ * A block takes weight rows [n0, n0 + NT*4) of gate and the same rows of up
+ * (gemm_tile's PAIR), so each output's two dot products — the very sums of
+ * the unpaired GEMM — meet in its epilogue, which writes what glu_kernel
+ * (norm-rope.cu) would: act(g) * u in f32 and f16, zeros in the padding. */
+struct glu_params {
+    wk_cu_mat gate, up;
+    const __half *x16;
+    int lda, n_in, n_rows, gelu;
+    float *y32;
+    __half *y16;
+    int ldy, pad_end; /* zeros in columns [n_ff, pad_end) */
+    int pdl;
+};
+
+struct glu_out {
+    float *y32;
+    __half *y16;
+    int ldy, n_ff, pad_end, gelu;
+    __device__ __forceinline__ void operator()(int m, int n, float g, float u) const {
+        const float v = wk_glu_value(g, u, gelu);
+        y32[(size_t)m * ldy + n] = v;
+        y16[(size_t)m * ldy + n] = __float2half_rn(v);
+        if (n == n_ff - 1)
+            for (int i = n_ff; i < pad_end; i++) y32[(size_t)m * ldy + i] = 0.0f, y16[(size_t)m * ldy + i] = __float2half_rn(0.0f);
+    }
+};
+
+template <int T, int NT, int U>
+__global__ void __launch_bounds__(GEMM_WARPS * 32) gemm_glu_kernel(const __grid_constant__ glu_params p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    gemm_tile<T, 0, NT, U, false, true>(p.gate, blockIdx.x * NT * 4, p.x16, p.lda, p.n_rows, 0, p.n_in, smem,
+                                        glu_out{p.y32, p.y16, p.ldy, p.gate.n_rows, p.pad_end, p.gelu}, p.pdl != 0,
+                                        &p.up);
+}
+
+template <int T, int NT>
+__global__ void __launch_bounds__(GEMM_WARPS * 32, 3) gemm_glu_staged_kernel(const __grid_constant__ glu_params p) {
+    extern __shared__ __align__(16) uint8_t smem[];
+    gemm_tile<T, 0, NT, 1, true, true>(p.gate, blockIdx.x * NT * 4, p.x16, p.lda, p.n_rows, 0, p.n_in, smem,
+                                       glu_out{p.y32, p.y16, p.ldy, p.gate.n_rows, p.pad_end, p.gelu}, p.pdl != 0,
+                                       &p.up);
+}
+
 /* F32 weights: warp per (output column, 8-row group), fp32 throughout. */
 struct gemm32_params {
     wk_gemm_seg seg[3];
@@ -111,12 +156,12 @@ static int set_blk_end(gemm_params *p, const wk_gemm_seg *segs, int n_segs, int 
     return blocks;
 }
 
-/* How many blocks of gemm_staged_kernel<T, NT> with `smem` shared bytes are
+/* How many blocks of a (staged or paired decode) kernel with `smem` shared bytes are
  * resident at once on the device (0: the driver could not say). The answer
  * is remembered for the few row lengths a model has (one a distinct n_in),
  * so that the launches of an eager step do not ask the driver again. */
-template <int T, int NT>
-static int staged_wave_blocks(size_t smem) {
+template <auto kernel>
+static int wave_blocks(size_t smem) {
     static size_t key[4]; /* per instantiation */
     static int val[4], n_keys = 0, n_sm = 0;
     for (int i = 0; i < n_keys; i++)
@@ -125,10 +170,8 @@ static int staged_wave_blocks(size_t smem) {
     if (cudaGetDevice(&dev) != cudaSuccess ||
         (!n_sm && cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) ||
         cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
-        cudaFuncSetAttribute(gemm_staged_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem) !=
-            cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, gemm_staged_kernel<T, NT>, GEMM_WARPS * 32, smem) !=
-            cudaSuccess) {
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, GEMM_WARPS * 32, smem) != cudaSuccess) {
         (void)cudaGetLastError();
         return 0;
     }
@@ -161,7 +204,7 @@ static bool launch_staged(const gemm_params &p0, const wk_gemm_seg *segs, int n_
     gemm_params p = p0;
     const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
     const size_t smem = wk_gemm_staged_smem(NT, segs[0].W.row_bytes); /* one type and n_in: one row length */
-    if (blocks > staged_wave_blocks<T, NT>(smem)) return false;
+    if (blocks > wave_blocks<gemm_staged_kernel<T, NT>>(smem)) return false;
     *err = wk_launch_pdl(gemm_staged_kernel<T, NT>, p.n_rows, dim3(blocks), GEMM_WARPS * 32, smem, st, p);
     return true;
 }
@@ -197,6 +240,48 @@ static cudaError_t launch_type(const gemm_params &p, const wk_gemm_seg *segs, in
         return launch<T, 2, 1, 2>(p, segs, n_segs, st);
     }
     return launch<T, 4, 4, 1>(p, segs, n_segs, st);
+}
+
+/* The paired gate/up decode tile by type: F16/BF16 staged (16 rows of each
+ * matrix a block), or from registers (8 or 16 rows of each; long rows: fewer
+ * k-tiles a warp in flight, as the pair doubles the weight registers) — for
+ * rows shorter than 2,048 only where the grid is one wave: the unpaired GEMM
+ * and the GLU kernel measured faster than a paired grid of two waves
+ * (Qwen2.5-0.5B Q8_0: the GLU kernel between them let the down GEMM's
+ * blocks start streaming their weights early; cuda/NOTES.md). */
+template <int T>
+static cudaError_t launch_glu(const glu_params &p, cudaStream_t st) {
+    const int N = p.gate.n_rows;
+    if constexpr (T == GGML_TYPE_F16 || T == GGML_TYPE_BF16) {
+        const size_t smem = wk_gemm_staged_smem(4, p.gate.row_bytes);
+        if (wk_cdiv(N, 16) <= wave_blocks<gemm_glu_staged_kernel<T, 4>>(smem))
+            return wk_launch_pdl(gemm_glu_staged_kernel<T, 4>, p.n_rows, dim3(wk_cdiv(N, 16)), GEMM_WARPS * 32, smem,
+                                 st, p);
+    }
+    if (p.n_in >= 32 * WK_GEMM_BK)
+        return wk_launch_pdl(gemm_glu_kernel<T, 2, 6>, p.n_rows, dim3(wk_cdiv(N, 8)), GEMM_WARPS * 32,
+                             wk_gemm_tile_smem(0, 2), st, p);
+    if (wk_cdiv(N, 8) <= wave_blocks<gemm_glu_kernel<T, 2, 2>>(wk_gemm_tile_smem(0, 2)))
+        return wk_launch_pdl(gemm_glu_kernel<T, 2, 2>, p.n_rows, dim3(wk_cdiv(N, 8)), GEMM_WARPS * 32,
+                             wk_gemm_tile_smem(0, 2), st, p);
+    if (wk_cdiv(N, 16) <= wave_blocks<gemm_glu_kernel<T, 4, 1>>(wk_gemm_tile_smem(0, 4)))
+        return wk_launch_pdl(gemm_glu_kernel<T, 4, 1>, p.n_rows, dim3(wk_cdiv(N, 16)), GEMM_WARPS * 32,
+                             wk_gemm_tile_smem(0, 4), st, p);
+    return cudaErrorNotSupported;
+}
+
+cudaError_t wk_cu_gemm_glu(const wk_cu_mat &gate, const wk_cu_mat &up, const __half *x16, int lda, int n_rows,
+                           bool gelu, float *y32, __half *y16, int ldy, cudaStream_t st) {
+    if (n_rows <= 0) return cudaSuccess;
+    if (n_rows > 8 || gate.type != up.type || gate.type == GGML_TYPE_F32 || gate.n_rows != up.n_rows ||
+        gate.n_in != up.n_in || gate.row_bytes != up.row_bytes)
+        return cudaErrorNotSupported;
+    const int n_ff = gate.n_rows;
+    glu_params p = {gate, up, x16, lda, gate.n_in, n_rows, gelu ? 1 : 0, y32, y16, ldy,
+                    min(ldy, wk_cdiv(n_ff, WK_GEMM_BK) * WK_GEMM_BK), n_rows <= WK_PDL_MAX_ROWS};
+    cudaError_t e = cudaErrorNotSupported;
+    WK_TYPE_SWITCH(gate.type, if constexpr (T_ != GGML_TYPE_F32) e = launch_glu<T_>(p, st));
+    return e;
 }
 
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,

@@ -69,6 +69,18 @@ struct wk_gemm_seg {
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,
                        int n_rows, bool add, cudaStream_t st);
 
+/* The gate/up GEMM with the GLU in its epilogue, for a decode step:
+ * y32 / y16 (n_rows, ldy) = act(x · gateᵀ) * (x · upᵀ) (zeros in the
+ * padding to a whole k-tile), the same bits as wk_cu_gemm into [gate | up]
+ * followed by wk_cu_glu — each block computes the same rows of both
+ * matrices, so the pair meets in its epilogue and the (n_rows, 2 n_ff) f32
+ * intermediate and the GLU kernel drop out. Returns cudaErrorNotSupported,
+ * having launched nothing, where it does not apply (more than 8 rows, gate
+ * and up of different types, F32 weights, a grid measured slower than the
+ * two kernels: gemm.cu): the caller takes the two kernels then. */
+cudaError_t wk_cu_gemm_glu(const wk_cu_mat &gate, const wk_cu_mat &up, const __half *x16, int lda, int n_rows,
+                           bool gelu, float *y32, __half *y16, int ldy, cudaStream_t st);
+
 // --- norm-rope.cu --------------------------------------------------------------
 
 /* x[r] = dequant(embd row tok[r]) * scale: (n_rows, n_embd) f32. */

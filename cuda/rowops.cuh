@@ -141,8 +141,11 @@ __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int 
     __syncwarp(); /* h is the warp's next head */
 }
 
-/* act(gate) * up: tanh-GELU or SiLU. */
-__device__ __forceinline__ float wk_glu_value(float x, float u, bool gelu) {
+/* act(gate) * up: tanh-GELU or SiLU. Not inlined: the GLU kernel and the
+ * gate/up GEMM's GLU epilogue (gemm.cu) must give the same bits, and one
+ * compiled body leaves the compiler no per-call-site choice (such as
+ * contracting a multiply and an add into an fma). */
+static __device__ __noinline__ float wk_glu_value(float x, float u, bool gelu) {
     if (gelu) return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x))) * u;
     return x / (1.0f + expf(-x)) * u;
 }
