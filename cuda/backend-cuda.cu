@@ -361,12 +361,18 @@ static wk_status enqueue_layers(struct wk_backend *b, int rows, int max_split, b
         const cu_layer &L = c->L[l];
         __half *kc = c->kc + l * layer_kv, *vc = c->vc + l * layer_kv;
         CUDA_TRY(wk_cu_rmsnorm(c->x, c->E, L.attn_norm, rows, c->E, c->eps, c->h32, c->h16, c->ld, c->st));
-        const int W3 = c->qd + 2 * c->kvd;
-        wk_gemm_seg qkv[3] = {{L.wq, c->qkv, W3}, {L.wk, c->qkv + c->qd, W3}, {L.wv, c->qkv + c->qd + c->kvd, W3}};
-        TRY(gemm(c, qkv, 3, c->h16, c->h32, rows, false, err, err_len));
         wk_qkv_post_args qa = {c->qkv, L.bq, L.bk, L.bv, L.q_norm, L.k_norm, c->eps, c->rope_cs[L.rope],
                                c->n_head, c->n_kv, c->hd, c->rd, c->neox, row_pos, row_pt, pt, c->q, kc, vc};
-        CUDA_TRY(wk_cu_qkv_post(qa, rows, c->st));
+        /* q, k, v: one kernel for a decode step (wk_cu_gemm_qkv), else the GEMM and qkv_post — the same bits */
+        const cudaError_t qe = wk_cu_gemm_qkv(L.wq, L.wk, L.wv, c->h16, c->ld, rows, qa, c->st);
+        if (qe == cudaErrorNotSupported) {
+            const int W3 = c->qd + 2 * c->kvd;
+            wk_gemm_seg qkv[3] = {{L.wq, c->qkv, W3}, {L.wk, c->qkv + c->qd, W3}, {L.wv, c->qkv + c->qd + c->kvd, W3}};
+            TRY(gemm(c, qkv, 3, c->h16, c->h32, rows, false, err, err_len));
+            CUDA_TRY(wk_cu_qkv_post(qa, rows, c->st));
+        } else {
+            CUDA_TRY(qe);
+        }
         wk_attn_args aa = {c->q, kc, vc, row_pos, row_pt, pt, c->n_head, c->n_kv, c->hd, L.window, c->attn_scale,
                            c->part, c->h32, c->h16, c->ld};
         CUDA_TRY(wk_cu_attention(aa, rows, max_split, c->st));

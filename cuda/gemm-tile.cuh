@@ -176,7 +176,8 @@ __device__ __forceinline__ void wk_stage_rows(const wk_cu_mat &W, const wk_cu_ma
  * [n0, n0 + NT*4) of W (n8 tiles 0..NT/2-1) and the same rows of W2 (tiles
  * NT/2..NT-1), and epi(m, n, w_value, w2_value) once for each pair; MT == 0: the tile of a
  * step of at most 8 rows (m0 = 0; the m16 tile's rows 8..15 are known zeros,
- * never loaded). Calls epi(m, n, v) once for every valid (row m, weight row
+ * never loaded). Calls epi.prepare(m0, n0, outputs a row) early — before
+ * the block waits for the kernel before — and epi(m, n, v) once for every valid (row m, weight row
  * n) with the finished dot product. Every thread of the block (GEMM_WARPS
  * warps) calls it; smem: wk_gemm_tile_smem(MT, NT) bytes (WS:
  * wk_gemm_staged_smem(NT, W.row_bytes)), free again on return. pdl: launched
@@ -225,6 +226,7 @@ __device__ __forceinline__ void gemm_tile(const wk_cu_mat &W, int n0, const __ha
 #pragma unroll
         for (int h = 0; h < RH; h++) arow[i][h] = x16 + (size_t)min(m0 + i * 16 + h * 8 + g, n_rows - 1) * lda;
 
+    epi.prepare(m0, n0, NH * 8); /* what the epilogue needs that no kernel of the step writes: before any wait */
     float acc[MI][NT][4];
 #pragma unroll
     for (int i = 0; i < MI; i++)

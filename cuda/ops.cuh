@@ -114,6 +114,15 @@ struct wk_qkv_post_args {
 };
 cudaError_t wk_cu_qkv_post(const wk_qkv_post_args &a, int n_rows, cudaStream_t st);
 
+/* (gemm.cu) The QKV GEMM of a decode step with wk_cu_qkv_post's work in its
+ * epilogue — from x16 (n_rows, lda) to a.q, a.kc, a.vc (a.qkv unused): the
+ * same bits as wk_cu_gemm into a.qkv followed by wk_cu_qkv_post, one kernel.
+ * Returns cudaErrorNotSupported, having launched nothing, where it does not
+ * apply (more than 8 rows; rope not NEOX over the whole head; hd % 16; q/k
+ * norms; Q, K, V of different types; F32 weights). */
+cudaError_t wk_cu_gemm_qkv(const wk_cu_mat &wq, const wk_cu_mat &wk, const wk_cu_mat &wv, const __half *x16, int lda,
+                           int n_rows, const wk_qkv_post_args &a, cudaStream_t st);
+
 /* act = act(gate) * up per element: gu (n_rows, 2 n_ff) f32 [gate | up] ->
  * y32 / y16 (n_rows, ld) (zeros in the padding). gelu: tanh-GELU, else SiLU. */
 cudaError_t wk_cu_glu(const float *gu, int n_rows, int n_ff, bool gelu, float *y32, __half *y16, int ld,
