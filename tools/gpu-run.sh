@@ -61,7 +61,7 @@ here=$(cd "$self/.." && pwd)
 if [ -d "$self/bin" ]; then pack=$self; else pack="$here/gpu-pack"; fi
 mode=${1:-}
 
-# On the device: the pack's shared/ (vocabulary unzipped) in /tmp/orcd-shared,
+# On the device: the pack's shared/ (models and vocabulary unzipped) in /tmp/orcd-shared,
 # its binaries (xz-compressed to fit the transfer) in /tmp/orcd-bin.
 # run_check NAME TIMEOUT CMD...: one check, its output in $out/NAME.log, its
 # summary lines printed; a failure's status is kept in rc.
@@ -85,7 +85,7 @@ find_ncu() {
 
 unpack() {
     rm -rf /tmp/orcd-shared && cp -r "$pack/shared" /tmp/orcd-shared
-    [ -f /tmp/orcd-shared/models/qwen2.5-vocab.gguf.xz ] && xz -d /tmp/orcd-shared/models/qwen2.5-vocab.gguf.xz
+    for z in /tmp/orcd-shared/models/*.xz; do [ -f "$z" ] && xz -d "$z"; done
     export ORCD_SHARED=/tmp/orcd-shared
     rm -rf /tmp/orcd-bin && mkdir -p /tmp/orcd-bin
     for f in "$pack"/bin/*; do
@@ -123,7 +123,7 @@ pack)
     # GPU_PACK_EXTRA="PATH ...": more binaries into bin/ (e.g. the previous build's
     # orcd-bench as orcd-bench-old, for a side-by-side run in one call)
     for x in ${GPU_PACK_EXTRA:-}; do cp "$x" "$pack/bin/"; done
-    xz -9 -T2 "$pack/shared/models/qwen2.5-vocab.gguf" "$pack"/bin/* # the pack must stay under 62 MB
+    xz -9 -T2 "$pack"/shared/models/*.gguf "$pack"/bin/* # the pack must stay under 62 MB (unpack restores them)
     cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
