@@ -15,7 +15,8 @@
  * Row metadata (token, position, page-table offset; the page tables) goes up
  * in one copy from pinned memory, and every kernel reads it from device
  * memory, so a pure-decode step of B rows replays one captured CUDA graph
- * per batch-size bucket (padding rows write only the spare page).
+ * per batch-size bucket and attention depth — the splits the longest row
+ * needs, rounded up to a power of two (padding rows write only the spare page).
  * Batch invariance: every kernel computes a row in an order fixed by the
  * model's shapes (see ops.cuh, gemm.cu, attention.cu), so eager steps, graph
  * replays and any mix of rows give a token bit-identical results.
@@ -32,6 +33,7 @@
 #define STAGE_BYTES (32u << 20)
 #define MAX_ROPES 4         /* distinct rope tables (gemma3: local + global) */
 #define N_BUCKETS 8         /* decode graphs for 1, 2, 4, ..., 128 rows */
+#define N_SPLIT_CLASSES 12  /* ... and for attention grids 1, 2, 4, ..., 2048 splits deep (capped at max_split) */
 
 static int roundup(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -78,8 +80,8 @@ struct cu_impl {
     uint8_t *h_stage[2];
     cudaEvent_t ev_stage[2], ev_meta;
 
-    cudaGraphExec_t graph[N_BUCKETS];
-    bool graph_failed[N_BUCKETS];
+    cudaGraphExec_t graph[N_BUCKETS][N_SPLIT_CLASSES]; /* captured when first needed */
+    bool graph_failed[N_BUCKETS][N_SPLIT_CLASSES];
 
     /* the last forward */
     int n_seqs_last;
@@ -408,12 +410,12 @@ static wk_status enqueue_logits(cu_impl *c, const int32_t *lrows, int n, float *
 }
 
 /* A pure-decode step of B (bucketed) rows as one graph: metadata upload,
- * layers, logits of every row straight into sample_logits, greedy results
- * back to pinned memory. */
-static wk_status enqueue_decode(struct wk_backend *b, int B, char *err, size_t err_len) {
+ * layers (attention max_split splits deep), logits of every row straight
+ * into sample_logits, greedy results back to pinned memory. */
+static wk_status enqueue_decode(struct wk_backend *b, int B, int max_split, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
     CUDA_TRY(cudaMemcpyAsync(c->d_meta, c->h_meta, meta_count(c) * sizeof(int32_t), cudaMemcpyHostToDevice, c->st));
-    TRY(enqueue_layers(b, B, c->max_split, false, err, err_len));
+    TRY(enqueue_layers(b, B, max_split, false, err, err_len));
     TRY(enqueue_logits(c, NULL, B, c->sample_logits, err, err_len)); /* a decode step samples every row */
     CUDA_TRY(wk_cu_greedy_rows(c->sample_logits, c->V, B, c->d_gres, c->greedy_ws, c->LR, c->st));
     CUDA_TRY(cudaMemcpyAsync(c->h_gres, c->d_gres, (size_t)B * sizeof(wk_cu_sample_res), cudaMemcpyDeviceToHost,
@@ -427,32 +429,49 @@ static int bucket_of(int n) {
     return k;
 }
 
-static wk_status run_decode_graph(struct wk_backend *b, int bk, char *err, size_t err_len) {
+/* Attention splits (grid depth) of split class sc: 2^sc, at most max_split. */
+static int class_splits(const cu_impl *c, int sc) { return (1 << sc) < c->max_split ? 1 << sc : c->max_split; }
+
+/* The smallest split class deep enough for rows up to position max_pos: a
+ * row's splits depend only on its own position (attention.cu), so a shallower
+ * grid gives the same bits, and a step of short sequences in a long context
+ * does not launch max_split blocks a head (all but one exiting) and the merge
+ * kernel for nothing. */
+static int split_class(const cu_impl *c, int max_pos) {
+    const int need = max_pos / WK_ATT_CHUNK + 1;
+    int sc = 0;
+    while (sc + 1 < N_SPLIT_CLASSES && class_splits(c, sc) < need) sc++;
+    return sc;
+}
+
+static wk_status run_decode_graph(struct wk_backend *b, int bk, int sc, char *err, size_t err_len) {
     cu_impl *c = (cu_impl *)b->impl;
-    if (!c->graph[bk] && !c->graph_failed[bk]) {
+    const int splits = class_splits(c, sc);
+    cudaGraphExec_t *gx = &c->graph[bk][sc];
+    if (!*gx && !c->graph_failed[bk][sc]) {
         cudaGraph_t g = NULL;
         CUDA_TRY(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeRelaxed));
-        wk_status s = enqueue_decode(b, 1 << bk, err, err_len);
+        wk_status s = enqueue_decode(b, 1 << bk, splits, err, err_len);
         cudaError_t e = cudaStreamEndCapture(c->st, &g);
         if (s != WK_STATUS_OK) {
             if (g) cudaGraphDestroy(g);
             return s;
         }
-        if (e == cudaSuccess) e = cudaGraphInstantiate(&c->graph[bk], g, 0);
+        if (e == cudaSuccess) e = cudaGraphInstantiate(gx, g, 0);
         if (g) cudaGraphDestroy(g);
         if (e != cudaSuccess) {
             (void)cudaGetLastError();
-            c->graph[bk] = NULL;
-            c->graph_failed[bk] = true; /* eager from now on: the same kernels */
-            wk_log(WK_LOG_WARN, "cuda: decode graph for %d rows unavailable (%s); running eagerly", 1 << bk,
-                   cudaGetErrorString(e));
+            *gx = NULL;
+            c->graph_failed[bk][sc] = true; /* eager from now on: the same kernels */
+            wk_log(WK_LOG_WARN, "cuda: decode graph for %d rows, %d splits unavailable (%s); running eagerly", 1 << bk,
+                   splits, cudaGetErrorString(e));
         }
     }
-    if (c->graph[bk]) {
-        CUDA_TRY(cudaGraphLaunch(c->graph[bk], c->st));
+    if (*gx) {
+        CUDA_TRY(cudaGraphLaunch(*gx, c->st));
         return WK_STATUS_OK;
     }
-    return enqueue_decode(b, 1 << bk, err, err_len);
+    return enqueue_decode(b, 1 << bk, splits, err, err_len);
 }
 
 // --- the interface ------------------------------------------------------------------------
@@ -491,7 +510,7 @@ static wk_status cu_forward(struct wk_backend *b, const struct wk_batch *batch, 
         for (; r < B; r++) tok[r] = 0, pos[r] = 0, rpt[r] = po;
         for (int i = 0; i < B; i++) lrows[i] = i;
         CUDA_TRY(cudaGetLastError());
-        TRY(run_decode_graph(b, bucket_of(n), err, err_len));
+        TRY(run_decode_graph(b, bucket_of(n), split_class(c, max_pos), err, err_len));
         CUDA_TRY(cudaEventRecord(c->ev_meta, c->st));
         c->gres_valid = true;
         bool copied = false;
@@ -635,7 +654,8 @@ static void cu_destroy(struct wk_backend *b) {
     if (c) {
         if (c->st) cudaStreamSynchronize(c->st);
         for (int i = 0; i < N_BUCKETS; i++)
-            if (c->graph[i]) cudaGraphExecDestroy(c->graph[i]);
+            for (int j = 0; j < N_SPLIT_CLASSES; j++)
+                if (c->graph[i][j]) cudaGraphExecDestroy(c->graph[i][j]);
         for (int i = 0; i < 2; i++) {
             if (c->ev_stage[i]) cudaEventDestroy(c->ev_stage[i]);
             if (c->h_stage[i]) cudaFreeHost(c->h_stage[i]);
