@@ -19,7 +19,12 @@
  * A decode step (<= 8 rows) of an F16/BF16 matrix small enough for one wave
  * stages each block's weight rows in shared memory first (gemm_staged_kernel,
  * gemm-tile.cuh): the copy starts before the block waits for the kernel
- * before it; the fragments and their order are the same.
+ * before it; the fragments and their order are the same. Two decode kernels
+ * pair weight rows in a block (gemm_tile's PAIR) so that what the next kernel
+ * would do with two outputs happens in the epilogue instead: gate/up rows n
+ * with the GLU (wk_cu_gemm_glu), and rows i, i + hd/2 of a head with bias
+ * and NEOX rope into q and the KV page (wk_cu_gemm_qkv) — each output's sum
+ * is the unpaired GEMM's, and the epilogue's arithmetic the next kernel's.
  *
  * Rows are 16-byte aligned whole chunks (n_in % 8 == 0); the backend uploads
  * an F16/BF16 matrix whose rows are not as F32. F32 weights (the small test
