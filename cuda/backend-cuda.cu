@@ -13,7 +13,7 @@
  *   (+post-norm) into x → rmsnorm → gate|up GEMM → GLU → down GEMM (+post-norm)
  *   into x → final rmsnorm → logits of the rows asked for. A decode step (<= 8
  *   rows) folds qkv_post into the QKV GEMM and the GLU into the gate|up GEMM
- *   (their epilogues; gemm.cu) where the model allows — the same bits.
+ *   (their epilogues; gemm-fused.cu) where the model allows — the same bits.
  * Row metadata (token, position, page-table offset; the page tables) goes up
  * in one copy from pinned memory, and every kernel reads it from device
  * memory, so a pure-decode step of B rows replays one captured CUDA graph

@@ -1,5 +1,6 @@
 /* ops.cuh — the launchers of the CUDA backend's kernels, one file per job:
  *   gemm.cu        y = x · Wᵀ over any number of rows (tensor cores, fixed order)
+ *   gemm-fused.cu  decode GEMMs doing the next kernel's work in their epilogue (GLU; bias + rope + KV)
  *   attention.cu   paged attention over each row's own page table
  *   norm-rope.cu   embedding, rmsnorm, q/k head norms + rope + KV page write, GLU
  *   sample.cu      the sampler (core/sample.h on the GPU) and batched greedy
@@ -69,18 +70,6 @@ struct wk_gemm_seg {
 cudaError_t wk_cu_gemm(const wk_gemm_seg *segs, int n_segs, const __half *x16, const float *x32, int lda,
                        int n_rows, bool add, cudaStream_t st);
 
-/* The gate/up GEMM with the GLU in its epilogue, for a decode step:
- * y32 / y16 (n_rows, ldy) = act(x · gateᵀ) * (x · upᵀ) (zeros in the
- * padding to a whole k-tile), the same bits as wk_cu_gemm into [gate | up]
- * followed by wk_cu_glu — each block computes the same rows of both
- * matrices, so the pair meets in its epilogue and the (n_rows, 2 n_ff) f32
- * intermediate and the GLU kernel drop out. Returns cudaErrorNotSupported,
- * having launched nothing, where it does not apply (more than 8 rows, gate
- * and up of different types, F32 weights, a grid measured slower than the
- * two kernels: gemm.cu): the caller takes the two kernels then. */
-cudaError_t wk_cu_gemm_glu(const wk_cu_mat &gate, const wk_cu_mat &up, const __half *x16, int lda, int n_rows,
-                           bool gelu, float *y32, __half *y16, int ldy, cudaStream_t st);
-
 // --- norm-rope.cu --------------------------------------------------------------
 
 /* x[r] = dequant(embd row tok[r]) * scale: (n_rows, n_embd) f32. */
@@ -114,15 +103,6 @@ struct wk_qkv_post_args {
 };
 cudaError_t wk_cu_qkv_post(const wk_qkv_post_args &a, int n_rows, cudaStream_t st);
 
-/* (gemm.cu) The QKV GEMM of a decode step with wk_cu_qkv_post's work in its
- * epilogue — from x16 (n_rows, lda) to a.q, a.kc, a.vc (a.qkv unused): the
- * same bits as wk_cu_gemm into a.qkv followed by wk_cu_qkv_post, one kernel.
- * Returns cudaErrorNotSupported, having launched nothing, where it does not
- * apply (more than 8 rows; rope not NEOX over the whole head; hd % 16; q/k
- * norms; Q, K, V of different types; F32 weights). */
-cudaError_t wk_cu_gemm_qkv(const wk_cu_mat &wq, const wk_cu_mat &wk, const wk_cu_mat &wv, const __half *x16, int lda,
-                           int n_rows, const wk_qkv_post_args &a, cudaStream_t st);
-
 /* act = act(gate) * up per element: gu (n_rows, 2 n_ff) f32 [gate | up] ->
  * y32 / y16 (n_rows, ld) (zeros in the padding). gelu: tanh-GELU, else SiLU. */
 cudaError_t wk_cu_glu(const float *gu, int n_rows, int n_ff, bool gelu, float *y32, __half *y16, int ld,
@@ -131,6 +111,29 @@ cudaError_t wk_cu_glu(const float *gu, int n_rows, int n_ff, bool gelu, float *y
 /* dst16[i] = src16[rows[i]], dst32 likewise: gather rows for the logits GEMM. */
 cudaError_t wk_cu_gather_rows(const __half *src16, const float *src32, int ld, const int32_t *rows, int n,
                               __half *dst16, float *dst32, cudaStream_t st);
+
+// --- gemm-fused.cu -------------------------------------------------------------
+
+/* The gate/up GEMM with the GLU in its epilogue, for a decode step:
+ * y32 / y16 (n_rows, ldy) = act(x · gateᵀ) * (x · upᵀ) (zeros in the
+ * padding to a whole k-tile), the same bits as wk_cu_gemm into [gate | up]
+ * followed by wk_cu_glu — each block computes the same rows of both
+ * matrices, so the pair meets in its epilogue and the (n_rows, 2 n_ff) f32
+ * intermediate and the GLU kernel drop out. Returns cudaErrorNotSupported,
+ * having launched nothing, where it does not apply (more than 8 rows, gate
+ * and up of different types, F32 weights, a grid measured slower than the
+ * two kernels: gemm-fused.cu): the caller takes the two kernels then. */
+cudaError_t wk_cu_gemm_glu(const wk_cu_mat &gate, const wk_cu_mat &up, const __half *x16, int lda, int n_rows,
+                           bool gelu, float *y32, __half *y16, int ldy, cudaStream_t st);
+
+/* The QKV GEMM of a decode step with wk_cu_qkv_post's work in its
+ * epilogue — from x16 (n_rows, lda) to a.q, a.kc, a.vc (a.qkv unused): the
+ * same bits as wk_cu_gemm into a.qkv followed by wk_cu_qkv_post, one kernel.
+ * Returns cudaErrorNotSupported, having launched nothing, where it does not
+ * apply (more than 8 rows; rope not NEOX over the whole head; hd % 16; q/k
+ * norms; Q, K, V of different types; F32 weights). */
+cudaError_t wk_cu_gemm_qkv(const wk_cu_mat &wq, const wk_cu_mat &wk, const wk_cu_mat &wv, const __half *x16, int lda,
+                           int n_rows, const wk_qkv_post_args &a, cudaStream_t st);
 
 // --- attention.cu --------------------------------------------------------------
 

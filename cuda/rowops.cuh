@@ -65,6 +65,15 @@ __device__ __forceinline__ void wk_rmsnorm_store(const float *xr, const float *w
  * uploaded before its first kernel) — is loaded before wk_dep_enter(), the
  * head's values right after it, so the warp waits on memory twice, not once
  * per stage. hd <= 256, rd <= hd (check_model). */
+/* Rotate the pair (x0, x1) by the angle whose (cos, sin) is cs. Explicit
+ * roundings: the same bits wherever this is inlined (qkv_post here, the QKV
+ * GEMM's epilogue in gemm-fused.cu). */
+__device__ __forceinline__ void wk_rope_pair(float &x0, float &x1, float2 cs) {
+    const float y0 = __fsub_rn(__fmul_rn(x0, cs.x), __fmul_rn(x1, cs.y));
+    const float y1 = __fadd_rn(__fmul_rn(x0, cs.y), __fmul_rn(x1, cs.x));
+    x0 = y0, x1 = y1;
+}
+
 __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int r, int head, int lane, float *h) {
     const int qd = a.n_head * a.hd, kvd = a.n_head_kv * a.hd;
     const float *row = a.qkv + (size_t)r * (qd + 2 * kvd);
@@ -124,10 +133,7 @@ __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int 
             const int i = lane + 32 * k;
             if (i >= half) break;
             const int ia = a.neox ? i : 2 * i, ib = a.neox ? i + half : 2 * i + 1;
-            const float x0 = h[ia], x1 = h[ib], c = csv[k].x, s = csv[k].y;
-            /* explicit roundings: the same bits wherever this is inlined */
-            h[ia] = __fsub_rn(__fmul_rn(x0, c), __fmul_rn(x1, s));
-            h[ib] = __fadd_rn(__fmul_rn(x0, s), __fmul_rn(x1, c));
+            wk_rope_pair(h[ia], h[ib], csv[k]);
         }
         __syncwarp();
     }
