@@ -60,9 +60,11 @@ static inline void wk_grouped_to_dev(int type, const uint8_t *src, uint8_t *dst,
     }
 }
 
-/* Chunk c (elements 8c..8c+7) of a device row of grouped type T: its block's
- * scale, qh word and quant array (the chunk's bytes start at quants + 8 (c & 1)
- * for Q8_0 ... : see the dequantizers). */
+/* Chunk c (elements 8c..8c+7) of a device row of grouped type T: its
+ * block's scale, qh word (Q5_0) and quant array. The chunk's 8 quant bytes
+ * start at quants + 8 (c & 3) for Q8_0; for Q5_0 / Q4_0 the 8 bytes at
+ * quants + 8 (c & 1) hold it in their low (chunks 0, 1 of a block) or high
+ * (chunks 2, 3) nibbles. */
 template <int T> __device__ __forceinline__ const uint8_t *wk_grp_of(const uint8_t *row, int c) {
     return row + wk_grp_bytes(T) * (c >> 4);
 }

@@ -150,21 +150,18 @@ __global__ void __launch_bounds__(GEMM_WARPS * 32, 3) gemm_qkv_staged_kernel(con
 template <int T>
 static cudaError_t launch_glu(const glu_params &p, cudaStream_t st) {
     const int N = p.gate.n_rows;
+    cudaError_t e = cudaErrorNotSupported;
     if constexpr (T == GGML_TYPE_F16 || T == GGML_TYPE_BF16) {
-        const size_t smem = wk_gemm_staged_smem(4, p.gate.row_bytes);
-        if (wk_cdiv(N, 16) <= wave_blocks<gemm_glu_staged_kernel<T, 4>>(smem))
-            return wk_launch_pdl(gemm_glu_staged_kernel<T, 4>, p.n_rows, dim3(wk_cdiv(N, 16)), GEMM_WARPS * 32, smem,
-                                 st, p);
+        if (launch_one_wave<gemm_glu_staged_kernel<T, 4>>(wk_cdiv(N, 16), wk_gemm_staged_smem(4, p.gate.row_bytes),
+                                                          p.n_rows, st, p, &e))
+            return e;
     }
     if (p.n_in >= 32 * WK_GEMM_BK)
         return wk_launch_pdl(gemm_glu_kernel<T, 2, 6>, p.n_rows, dim3(wk_cdiv(N, 8)), GEMM_WARPS * 32,
                              wk_gemm_tile_smem(0, 2), st, p);
-    if (wk_cdiv(N, 8) <= wave_blocks<gemm_glu_kernel<T, 2, 2>>(wk_gemm_tile_smem(0, 2)))
-        return wk_launch_pdl(gemm_glu_kernel<T, 2, 2>, p.n_rows, dim3(wk_cdiv(N, 8)), GEMM_WARPS * 32,
-                             wk_gemm_tile_smem(0, 2), st, p);
-    if (wk_cdiv(N, 16) <= wave_blocks<gemm_glu_kernel<T, 4, 1>>(wk_gemm_tile_smem(0, 4)))
-        return wk_launch_pdl(gemm_glu_kernel<T, 4, 1>, p.n_rows, dim3(wk_cdiv(N, 16)), GEMM_WARPS * 32,
-                             wk_gemm_tile_smem(0, 4), st, p);
+    if (launch_one_wave<gemm_glu_kernel<T, 2, 2>>(wk_cdiv(N, 8), wk_gemm_tile_smem(0, 2), p.n_rows, st, p, &e) ||
+        launch_one_wave<gemm_glu_kernel<T, 4, 1>>(wk_cdiv(N, 16), wk_gemm_tile_smem(0, 4), p.n_rows, st, p, &e))
+        return e;
     return cudaErrorNotSupported;
 }
 
@@ -186,9 +183,10 @@ template <int T>
 static cudaError_t launch_qkv(const qkv_params &p, cudaStream_t st) {
     const int blocks = p.blk_end[2];
     if constexpr (T == GGML_TYPE_F16 || T == GGML_TYPE_BF16) {
-        const size_t smem = wk_gemm_staged_smem(2, p.W[0].row_bytes);
-        if (blocks <= wave_blocks<gemm_qkv_staged_kernel<T>>(smem))
-            return wk_launch_pdl(gemm_qkv_staged_kernel<T>, p.n_rows, dim3(blocks), GEMM_WARPS * 32, smem, st, p);
+        cudaError_t e = cudaSuccess;
+        if (launch_one_wave<gemm_qkv_staged_kernel<T>>(blocks, wk_gemm_staged_smem(2, p.W[0].row_bytes), p.n_rows, st,
+                                                       p, &e))
+            return e;
     }
     if (p.n_in >= 32 * WK_GEMM_BK)
         return wk_launch_pdl(gemm_qkv_kernel<T, 6>, p.n_rows, dim3(blocks), GEMM_WARPS * 32, wk_gemm_tile_smem(0, 2), st, p);

@@ -28,4 +28,16 @@ static int wave_blocks(size_t smem) {
     return per_sm * n_sm;
 }
 
+/* Launch `kernel` (GEMM_WARPS warps a block, smem shared bytes, params p)
+ * as `blocks` blocks if all of them are resident at once — one wave — and
+ * return true; false, with nothing launched, if they are not. The staged
+ * and paired decode kernels rely on it: only in one wave does every block
+ * start its weight traffic before the kernel before it ends. */
+template <auto kernel, class P>
+static bool launch_one_wave(int blocks, size_t smem, int rows, cudaStream_t st, const P &p, cudaError_t *err) {
+    if (blocks > wave_blocks<kernel>(smem)) return false;
+    *err = wk_launch_pdl(kernel, rows, dim3(blocks), GEMM_WARPS * 32, smem, st, p);
+    return true;
+}
+
 #endif

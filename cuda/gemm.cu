@@ -138,9 +138,7 @@ static bool launch_staged(const gemm_params &p0, const wk_gemm_seg *segs, int n_
     gemm_params p = p0;
     const int blocks = set_blk_end(&p, segs, n_segs, NT * 8);
     const size_t smem = wk_gemm_staged_smem(NT, segs[0].W.row_bytes); /* one type and n_in: one row length */
-    if (blocks > wave_blocks<gemm_staged_kernel<T, NT>>(smem)) return false;
-    *err = wk_launch_pdl(gemm_staged_kernel<T, NT>, p.n_rows, dim3(blocks), GEMM_WARPS * 32, smem, st, p);
-    return true;
+    return launch_one_wave<gemm_staged_kernel<T, NT>>(blocks, smem, p.n_rows, st, p, err);
 }
 
 /* Tile shape by the number of rows and the matrix's width (results do not

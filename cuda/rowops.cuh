@@ -56,15 +56,6 @@ __device__ __forceinline__ void wk_rmsnorm_store(const float *xr, const float *w
     }
 }
 
-/* One head of one row after the QKV GEMM, by one warp (lane = its lane; h:
- * hd floats of shared memory of this warp): bias, per-head rmsnorm (warp xor
- * tree over lane-strided squares), rope at the row's position, then q (f32)
- * to a.q or k/v (f16) into the row's page. head: q heads, then k, then v.
- * Everything the head needs that no kernel of the step writes — bias, norm
- * weights, the row's position, rope row and page (the step's metadata is
- * uploaded before its first kernel) — is loaded before wk_dep_enter(), the
- * head's values right after it, so the warp waits on memory twice, not once
- * per stage. hd <= 256, rd <= hd (check_model). */
 /* Rotate the pair (x0, x1) by the angle whose (cos, sin) is cs. Explicit
  * roundings: the same bits wherever this is inlined (qkv_post here, the QKV
  * GEMM's epilogue in gemm-fused.cu). */
@@ -74,6 +65,15 @@ __device__ __forceinline__ void wk_rope_pair(float &x0, float &x1, float2 cs) {
     x0 = y0, x1 = y1;
 }
 
+/* One head of one row after the QKV GEMM, by one warp (lane = its lane; h:
+ * hd floats of shared memory of this warp): bias, per-head rmsnorm (warp xor
+ * tree over lane-strided squares), rope at the row's position, then q (f32)
+ * to a.q or k/v (f16) into the row's page. head: q heads, then k, then v.
+ * Everything the head needs that no kernel of the step writes — bias, norm
+ * weights, the row's position, rope row and page (the step's metadata is
+ * uploaded before its first kernel) — is loaded before wk_dep_enter(), the
+ * head's values right after it, so the warp waits on memory twice, not once
+ * per stage. hd <= 256, rd <= hd (check_model). */
 __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int r, int head, int lane, float *h) {
     const int qd = a.n_head * a.hd, kvd = a.n_head_kv * a.hd;
     const float *row = a.qkv + (size_t)r * (qd + 2 * kvd);
@@ -148,7 +148,7 @@ __device__ __forceinline__ void wk_qkv_post_head(const wk_qkv_post_args &a, int 
 }
 
 /* act(gate) * up: tanh-GELU or SiLU. Not inlined: the GLU kernel and the
- * gate/up GEMM's GLU epilogue (gemm.cu) must give the same bits, and one
+ * gate/up GEMM's GLU epilogue (gemm-fused.cu) must give the same bits, and one
  * compiled body leaves the compiler no per-call-site choice (such as
  * contracting a multiply and an add into an fma). */
 static __device__ __noinline__ float wk_glu_value(float x, float u, bool gelu) {

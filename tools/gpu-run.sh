@@ -123,7 +123,7 @@ pack)
     # GPU_PACK_EXTRA="PATH ...": more binaries into bin/ (e.g. the previous build's
     # orcd-bench as orcd-bench-old, for a side-by-side run in one call)
     for x in ${GPU_PACK_EXTRA:-}; do cp "$x" "$pack/bin/"; done
-    xz -9 -T2 "$pack"/shared/models/*.gguf "$pack"/bin/* # the pack must stay under 62 MB (unpack restores them)
+    xz -9 -T2 "$pack"/shared/models/*.gguf "$pack"/bin/* # the transfer limit, below (unpack restores them)
     cp "$here/tools/gpu-run.sh" "$pack/gpu-run.sh"
     du -sh "$pack"
     size=$(du -sb "$pack" | cut -f1)
